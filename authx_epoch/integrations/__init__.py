@@ -1,0 +1,1 @@
+"""Integrations with the frameworks authx-epoch plugs into."""

@@ -1,0 +1,519 @@
+"""The revocation service: bump, revoke, check and stamp, async-first with a sync twin.
+
+Every decision is made once, in ``_Core`` (pure code, no I/O). ``EpochRevocation`` (async) and
+``SyncEpochRevocation`` (its twin, reached as ``revocation.sync``) only fetch from and write to
+the store, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol, Union
+
+from authx.schema import TokenPayload
+
+from authx_epoch.claims import ClaimNames, ClaimReader, TokenClaims, claims_from_mapping, decode_payload_segment
+from authx_epoch.decision import NOT_OURS, Decision, Policy, Reason, decide
+from authx_epoch.errors import InvalidArgumentError, InvalidTokenError, StoreUnavailableError
+from authx_epoch.records import CheckState, EpochRecord, Stamps, StoreStats
+from authx_epoch.stores import Store
+
+logger = logging.getLogger("authx_epoch")
+
+#: Returns the current time in Unix seconds; injectable so tests never sleep.
+Clock = Callable[[], float]
+
+#: The longest ``reason`` a bump keeps, in characters.
+MAX_REASON_LENGTH = 500
+#: The longest user id or session id accepted by the public methods, in characters.
+MAX_ID_LENGTH = 16 * 1024
+
+
+class Verifier(Protocol):
+    """Verifies a token's signature (and, unless told otherwise, its expiry) the way AuthX does."""
+
+    def __call__(self, token: str, *, verify_exp: bool = True) -> Optional[Mapping[str, Any]]:
+        """Return the verified payload, or ``None`` if the token does not verify."""
+        ...
+
+
+@dataclass(frozen=True)
+class DecisionEvent:
+    """What an ``on_decision`` hook receives for every check.
+
+    Attributes:
+        decision: The decision and its reason.
+        uid: The token's subject, or ``None`` if the token could not be read.
+        jti: The token's id, if any (an id, not the token: it authenticates nothing).
+        session_id: The token's session id, if any.
+        duration: Seconds the check took.
+    """
+
+    decision: Decision
+    uid: Optional[str]
+    jti: Optional[str]
+    session_id: Optional[str]
+    duration: float
+
+
+DecisionHook = Callable[[DecisionEvent], None]
+
+
+def _seconds(value: dt.timedelta, name: str) -> float:
+    if not isinstance(value, dt.timedelta):
+        raise InvalidArgumentError(f"{name} must be a datetime.timedelta, got {type(value).__name__}")
+    seconds = value.total_seconds()
+    if seconds < 0:
+        raise InvalidArgumentError(f"{name} must not be negative, got {value}")
+    return seconds
+
+
+def _timestamp(value: Union[dt.datetime, float, int], name: str) -> float:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise InvalidArgumentError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc))")
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise InvalidArgumentError(f"{name} must be an aware datetime or Unix seconds, got {type(value).__name__}")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class _Core:
+    """Settings and every decision, shared by the async service and its sync twin."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        claims: ClaimNames,
+        clock: Clock,
+        fail_open: bool,
+        accept_unstamped_until: Optional[dt.datetime],
+        revocation_leeway: dt.timedelta,
+        max_token_lifetime: dt.timedelta,
+        session_lifetime: dt.timedelta,
+        verifier: Optional[Verifier],
+        on_decision: Optional[DecisionHook],
+    ) -> None:
+        self.store = store
+        self.aio = store.aio
+        self.sync = store.sync
+        self.names = claims
+        self.reader = ClaimReader(names=claims)
+        self.clock = clock
+        self.fail_open = fail_open
+        self.leeway = _seconds(revocation_leeway, "revocation_leeway")
+        self.max_lifetime = _seconds(max_token_lifetime, "max_token_lifetime")
+        self.session_lifetime = _seconds(session_lifetime, "session_lifetime")
+        deadline = None
+        if accept_unstamped_until is not None:
+            deadline = _timestamp(accept_unstamped_until, "accept_unstamped_until")
+        self.policy = Policy(accept_unstamped_until=deadline, max_token_lifetime=self.max_lifetime)
+        self.verifier = verifier
+        self.on_decision = on_decision
+
+    # -- the check -------------------------------------------------------------------------
+
+    def read(self, token: object) -> Optional[tuple[TokenClaims, bool]]:
+        """Return the claims to judge and whether they come from a verified token, or ``None``."""
+        claims = self.reader.read(token)  # type: ignore[arg-type]
+        if claims is not None:
+            return claims, False
+        if not isinstance(token, str) or self.verifier is None:
+            return None
+        # Not readable cheaply (too long, or unusual encoding): read it the expensive way, after
+        # verifying it, so that no token AuthX would accept escapes the check.
+        payload = self.verifier(token)
+        if payload is None:
+            return None
+        verified = claims_from_mapping(payload, self.names)
+        return (verified, True) if verified is not None else None
+
+    def signature_holds(self, token: str, verified: bool) -> bool:
+        """Whether a token about to be rejected really is one AuthX would otherwise accept.
+
+        A forged or expired token is left to AuthX, so the HTTP answer is exactly AuthX's own.
+        """
+        return verified or self.verifier is None or self.verifier(token) is not None
+
+    def conclude(self, token: str, claims: TokenClaims, verified: bool, state: CheckState, now: float) -> Decision:
+        """Turn fetched state into the decision for this token."""
+        decision = decide(claims, state, now, self.policy)
+        if not decision.accepted:
+            if not self.signature_holds(token, verified):
+                return NOT_OURS
+            if logger.isEnabledFor(logging.INFO):
+                logger.info("token rejected: uid=%r reason=%s jti=%s", _short(claims.sub), decision.reason.value, claims.jti)
+        return decision
+
+    def store_failed(self, token: str, claims: TokenClaims, verified: bool, exc: StoreUnavailableError) -> Decision:
+        """Decide what a store failure means: a 503 (fail-closed) or a logged pass (fail-open)."""
+        if not self.signature_holds(token, verified):
+            return NOT_OURS
+        if self.fail_open:
+            logger.warning(
+                "revocation store unavailable; token of uid=%r let through unchecked (fail_open=True): %s",
+                _short(claims.sub),
+                exc,
+            )
+            return Decision(True, Reason.FAIL_OPEN)
+        logger.error("revocation store unavailable; request refused with 503: %s", exc)
+        raise exc
+
+    def unexpected(self, exc: Exception) -> StoreUnavailableError:
+        """Map a bug or an unknown driver error to the documented 503 instead of a 500."""
+        logger.exception("revocation check failed unexpectedly; treating it as store trouble")
+        return StoreUnavailableError("the revocation check failed unexpectedly")
+
+    def report(self, claims: Optional[TokenClaims], decision: Decision, started: float) -> None:
+        """Hand the decision to the ``on_decision`` hook, if one is set; a failing hook is logged, never raised."""
+        hook = self.on_decision
+        if hook is None:
+            return
+        event = DecisionEvent(
+            decision=decision,
+            uid=claims.sub if claims else None,
+            jti=claims.jti if claims else None,
+            session_id=claims.session_id if claims else None,
+            duration=time.perf_counter() - started,
+        )
+        try:
+            hook(event)
+        except Exception:
+            logger.exception("on_decision hook raised; the decision stands")
+
+    # -- arguments of the public methods ---------------------------------------------------
+
+    def uid(self, uid: object) -> str:
+        """Validate a user id given to a public method."""
+        if not isinstance(uid, str):
+            raise InvalidArgumentError(f"uid must be a string, got {type(uid).__name__}")
+        if len(uid) > MAX_ID_LENGTH:
+            raise InvalidArgumentError(f"uid is longer than {MAX_ID_LENGTH} characters")
+        return uid
+
+    def reason(self, reason: object) -> Optional[str]:
+        """Validate a bump's reason."""
+        if reason is None:
+            return None
+        if not isinstance(reason, str):
+            raise InvalidArgumentError(f"reason must be a string, got {type(reason).__name__}")
+        if len(reason) > MAX_REASON_LENGTH:
+            raise InvalidArgumentError(f"reason is longer than {MAX_REASON_LENGTH} characters")
+        return reason
+
+    def session_id(self, session_id: object) -> str:
+        """Validate a session id given to a public method."""
+        if not isinstance(session_id, str) or not session_id:
+            raise InvalidArgumentError(f"session_id must be a non-empty string, got {session_id!r:.40}")
+        if len(session_id) > MAX_ID_LENGTH:
+            raise InvalidArgumentError(f"session_id is longer than {MAX_ID_LENGTH} characters")
+        return session_id
+
+    def bump_expiry(self, now: float) -> float:
+        """How long a bumped user record must be kept: as long as any token it revokes may live."""
+        return now + self.max_lifetime + self.leeway
+
+    def session_expiry(self, now: float, expires_at: Union[dt.datetime, float, int, None]) -> float:
+        """When a session revocation may be forgotten."""
+        if expires_at is None:
+            return now + self.session_lifetime + self.leeway
+        return _timestamp(expires_at, "expires_at") + self.leeway
+
+    def token_expiry(self, exp: Optional[float], iat: Optional[float], now: float) -> float:
+        """When a token (and so its revocation entry) stops mattering."""
+        if exp is not None:
+            return exp + self.leeway
+        # A token without exp is refused max_token_lifetime after iat (see decide()).
+        return (iat if iat is not None else now) + self.max_lifetime + self.leeway
+
+    def revocation_target(self, token: object, now: float) -> Optional[tuple[str, float]]:
+        """Return ``(jti, expires_at)`` to revoke, or ``None`` if the token has already expired."""
+        if isinstance(token, TokenPayload):
+            payload: Mapping[str, Any] = token.model_dump()
+        elif isinstance(token, str):
+            read = self.verifier(token, verify_exp=False) if self.verifier is not None else decode_payload_segment(token)
+            if read is None:
+                raise InvalidTokenError("the token does not decode or its signature does not verify; nothing was revoked")
+            payload = read
+        else:
+            raise InvalidArgumentError(f"revoke_token takes a token string or an AuthX TokenPayload, got {type(token).__name__}")
+        jti = payload.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise InvalidTokenError("the token has no jti, so it cannot be revoked alone; use bump_user_epoch instead")
+        exp, iat = payload.get("exp"), payload.get("iat")
+        expires_at = self.token_expiry(
+            float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None,
+            float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None,
+            now,
+        )
+        return (jti, expires_at) if expires_at > now else None
+
+
+class SyncEpochRevocation:
+    """The blocking twin of ``EpochRevocation``: the same methods, for scripts and sync code.
+
+    Reach it as ``revocation.sync``; it shares the store and every setting with its async twin.
+    """
+
+    def __init__(self, core: _Core) -> None:
+        """Wrap the shared core; use ``revocation.sync`` rather than building one."""
+        self._core = core
+
+    def check(self, token: str) -> Decision:
+        """Decide whether ``token`` is accepted now, and why. See ``EpochRevocation.check``."""
+        core = self._core
+        started = time.perf_counter()
+        read = core.read(token)
+        if read is None:
+            core.report(None, NOT_OURS, started)
+            return NOT_OURS
+        claims, verified = read
+        now = core.clock()
+        try:
+            state = core.sync.fetch(claims.sub, claims.jti, claims.session_id, now)
+        except StoreUnavailableError as exc:
+            decision = core.store_failed(token, claims, verified, exc)
+        else:
+            decision = core.conclude(token, claims, verified, state, now)
+        core.report(claims, decision, started)
+        return decision
+
+    def is_token_revoked(self, token: str) -> bool:
+        """Return ``True`` if ``token`` must be refused. See ``EpochRevocation.is_token_revoked``."""
+        try:
+            return not self.check(token).accepted
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:
+            raise self._core.unexpected(exc) from exc
+
+    def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
+        """Revoke every token of ``uid`` minted before this call. See ``EpochRevocation.bump_user_epoch``."""
+        core = self._core
+        uid, why, now = core.uid(uid), core.reason(reason), core.clock()
+        record = core.sync.bump_user(uid, now, why, core.bump_expiry(now))
+        logger.info("user epoch bumped: uid=%r reason=%r", _short(uid), why)
+        return record
+
+    def bump_global_epoch(self, *, reason: Optional[str] = None) -> EpochRecord:
+        """Revoke every token of every user minted before this call."""
+        core = self._core
+        why = core.reason(reason)
+        record = core.sync.bump_global(core.clock(), why)
+        logger.warning("global epoch bumped: reason=%r", why)
+        return record
+
+    def revoke_token(self, token: Union[str, TokenPayload]) -> None:
+        """Revoke one token by its jti until it expires. See ``EpochRevocation.revoke_token``."""
+        core = self._core
+        now = core.clock()
+        target = core.revocation_target(token, now)
+        if target is not None:
+            core.sync.revoke_token(target[0], target[1], now)
+
+    def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
+        """Revoke every token of a session. See ``EpochRevocation.revoke_session``."""
+        core = self._core
+        sid, now = core.session_id(session_id), core.clock()
+        core.sync.revoke_session(sid, core.session_expiry(now, expires_at), now)
+
+    def issue_stamps(self, uid: str, expires_at: float) -> Stamps:
+        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``."""
+        core = self._core
+        return core.sync.issue(core.uid(uid), core.clock(), expires_at + core.leeway)
+
+    def get_user_record(self, uid: str) -> Optional[EpochRecord]:
+        """Return the user's record (epoch, when and why it last moved), or ``None``."""
+        core = self._core
+        return core.sync.get_user(core.uid(uid), core.clock())
+
+    def get_global_record(self) -> Optional[EpochRecord]:
+        """Return the global record, or ``None`` if the store has lost it."""
+        return self._core.sync.get_global(self._core.clock())
+
+    def stats(self) -> StoreStats:
+        """Count what the store holds."""
+        return self._core.sync.stats(self._core.clock())
+
+
+class EpochRevocation:
+    """Generation-counter revocation for AuthX tokens. ``install()`` returns one.
+
+    Every method is a coroutine; ``revocation.sync`` has the same methods, blocking.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        claims: Optional[ClaimNames] = None,
+        clock: Clock = time.time,
+        fail_open: bool = False,
+        accept_unstamped_until: Optional[dt.datetime] = None,
+        revocation_leeway: dt.timedelta = dt.timedelta(seconds=60),
+        max_token_lifetime: dt.timedelta = dt.timedelta(days=30),
+        session_lifetime: dt.timedelta = dt.timedelta(days=30),
+        verifier: Optional[Verifier] = None,
+        on_decision: Optional[DecisionHook] = None,
+    ) -> None:
+        """Build the service over ``store``. Most applications call ``install()`` instead.
+
+        Args:
+            store: The backend (see ``authx_epoch.stores.open_store``).
+            claims: The claim names to stamp and read.
+            clock: Returns the current Unix time; inject one in tests instead of sleeping.
+            fail_open: Let tokens through unchecked (logged) when the store is unreachable,
+                instead of refusing them with a 503.
+            accept_unstamped_until: End of the migration window for tokens minted before install.
+            revocation_leeway: Added to a token's ``exp`` for how long its revocation is kept.
+            max_token_lifetime: The lifetime assumed for tokens without ``exp`` (they are refused
+                after it) and how long a bumped record is kept at least.
+            session_lifetime: How long a session revocation is kept when no expiry is given.
+            verifier: Verifies signatures like AuthX does; ``install()`` provides it. Without one,
+                claims are trusted as read.
+            on_decision: Called with a ``DecisionEvent`` after every check.
+        """
+        self._core = _Core(
+            store,
+            claims=claims or ClaimNames(),
+            clock=clock,
+            fail_open=fail_open,
+            accept_unstamped_until=accept_unstamped_until,
+            revocation_leeway=revocation_leeway,
+            max_token_lifetime=max_token_lifetime,
+            session_lifetime=session_lifetime,
+            verifier=verifier,
+            on_decision=on_decision,
+        )
+        self.sync = SyncEpochRevocation(self._core)
+
+    @property
+    def store(self) -> Store:
+        """The backend this service reads and writes."""
+        return self._core.store
+
+    @property
+    def claims(self) -> ClaimNames:
+        """The claim names this service stamps and reads."""
+        return self._core.names
+
+    async def check(self, token: str) -> Decision:
+        """Decide whether ``token`` is accepted now, and why, in one store lookup.
+
+        A token that cannot be read, has no string ``sub``, or whose signature does not verify
+        is left to AuthX: the decision is ``accepted`` with reason ``not_ours``.
+
+        Raises:
+            StoreUnavailableError: The store cannot be read and ``fail_open`` is off.
+        """
+        core = self._core
+        started = time.perf_counter()
+        read = core.read(token)
+        if read is None:
+            core.report(None, NOT_OURS, started)
+            return NOT_OURS
+        claims, verified = read
+        now = core.clock()
+        try:
+            state = await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now)
+        except StoreUnavailableError as exc:
+            decision = core.store_failed(token, claims, verified, exc)
+        else:
+            decision = core.conclude(token, claims, verified, state, now)
+        core.report(claims, decision, started)
+        return decision
+
+    async def is_token_revoked(self, token: str, **kwargs: Any) -> bool:
+        """The AuthX blocklist callback: ``True`` if the token must be refused.
+
+        ``install()`` registers it with ``auth.set_token_blocklist``. It never raises for a bad
+        token; store trouble raises ``StoreUnavailableError`` (answered with a 503) unless
+        ``fail_open`` is set.
+        """
+        try:
+            return not (await self.check(token)).accepted
+        except StoreUnavailableError:
+            raise
+        except Exception as exc:
+            raise self._core.unexpected(exc) from exc
+
+    async def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
+        """Revoke every token of ``uid`` minted before this call (logout everywhere, password change).
+
+        Once it returns, no such token is accepted by any process sharing the store.
+
+        Args:
+            uid: The user id, as in the tokens' ``sub``.
+            reason: Kept in the user's record as the audit trail (at most 500 characters).
+
+        Returns:
+            The user's new record.
+        """
+        core = self._core
+        uid, why, now = core.uid(uid), core.reason(reason), core.clock()
+        record = await core.aio.bump_user(uid, now, why, core.bump_expiry(now))
+        logger.info("user epoch bumped: uid=%r reason=%r", _short(uid), why)
+        return record
+
+    async def bump_global_epoch(self, *, reason: Optional[str] = None) -> EpochRecord:
+        """Revoke every token of every user minted before this call (a leaked key, an incident)."""
+        core = self._core
+        why = core.reason(reason)
+        record = await core.aio.bump_global(core.clock(), why)
+        logger.warning("global epoch bumped: reason=%r", why)
+        return record
+
+    async def revoke_token(self, token: Union[str, TokenPayload]) -> None:
+        """Revoke one token by its ``jti``; the entry lives until the token's ``exp`` plus the leeway.
+
+        Args:
+            token: The raw token (its signature is verified; its expiry is not) or an AuthX
+                ``TokenPayload`` from a verified request.
+
+        Raises:
+            InvalidTokenError: The token does not decode or verify, or has no ``jti``.
+        """
+        core = self._core
+        now = core.clock()
+        target = core.revocation_target(token, now)
+        if target is not None:
+            await core.aio.revoke_token(target[0], target[1], now)
+
+    async def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
+        """Revoke every token minted for ``session_id`` (access and refresh).
+
+        Args:
+            session_id: The session id carried in the tokens' session claim.
+            expires_at: When the session's longest-lived token expires; by default the session
+                lifetime (AuthX's refresh-token lifetime) from now.
+        """
+        core = self._core
+        sid, now = core.session_id(session_id), core.clock()
+        await core.aio.revoke_session(sid, core.session_expiry(now, expires_at), now)
+
+    async def issue_stamps(self, uid: str, expires_at: float) -> Stamps:
+        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``."""
+        core = self._core
+        return await core.aio.issue(core.uid(uid), core.clock(), expires_at + core.leeway)
+
+    async def get_user_record(self, uid: str) -> Optional[EpochRecord]:
+        """Return the user's record (epoch, when and why it last moved), or ``None``."""
+        core = self._core
+        return await core.aio.get_user(core.uid(uid), core.clock())
+
+    async def get_global_record(self) -> Optional[EpochRecord]:
+        """Return the global record, or ``None`` if the store has lost it."""
+        return await self._core.aio.get_global(self._core.clock())
+
+    async def stats(self) -> StoreStats:
+        """Count what the store holds."""
+        return await self._core.aio.stats(self._core.clock())

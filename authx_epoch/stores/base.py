@@ -1,0 +1,245 @@
+"""The store contract: what every backend must do, in a sync and an async flavour.
+
+A store only fetches state and applies atomic writes; it never decides. The decision is made
+by ``authx_epoch.decision`` from what ``fetch`` returns, identically for every backend.
+
+Every backend object exposes ``.sync`` (a ``SyncStore``) and ``.aio`` (an ``AsyncStore``) over
+the same data. Backends whose I/O is local (memory, SQLite) implement ``SyncStore`` and get
+their async side from ``AsyncFromSync``; network backends implement both natively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Optional, Protocol, TypeVar, runtime_checkable
+
+from collections.abc import Iterable, Iterator
+
+from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry, Stamps, StoreStats
+
+_R = TypeVar("_R")
+
+
+@runtime_checkable
+class SyncStore(Protocol):
+    """The blocking side of a store. Every method raises ``StoreUnavailableError`` on I/O trouble."""
+
+    kind: str
+
+    def setup(self, now: float) -> EpochRecord:
+        """Create the global record if it is missing and return it (its ``created_at`` is the set-up time)."""
+        ...
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """Return everything one check needs, in one store call. Never writes."""
+        ...
+
+    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """Return the epochs to stamp into a token of ``uid`` that lives until ``expires_at``.
+
+        Creates the user and global records when they are missing (starting at the clock value)
+        and keeps the user record alive at least until ``expires_at``.
+        """
+        ...
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """Atomically move the user's epoch to ``max(current + 1, clock value)`` and return the record.
+
+        The record is kept at least until ``expires_at``.
+        """
+        ...
+
+    def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """Atomically move the global epoch to ``max(current + 1, clock value)`` and return the record."""
+        ...
+
+    def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+        """Put ``jti`` in the revoked set until ``expires_at`` (never shortening an existing entry)."""
+        ...
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """Put ``session_id`` in the revoked set until ``expires_at`` (never shortening an existing entry)."""
+        ...
+
+    def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """Return the user's live record, or ``None``."""
+        ...
+
+    def get_global(self, now: float) -> Optional[EpochRecord]:
+        """Return the global record, or ``None`` if it is missing."""
+        ...
+
+    def stats(self, now: float) -> StoreStats:
+        """Count what the store holds (live entries only)."""
+        ...
+
+    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
+        """Yield every live record and revoked id (for backups and moving between stores)."""
+        ...
+
+    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """Merge entries in, never moving an epoch backwards nor shortening a revocation; return the count."""
+        ...
+
+    def wipe(self) -> None:
+        """Forget everything (tests and disaster drills; the result is rejection, never acceptance)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """The awaitable side of a store: the same operations as ``SyncStore``."""
+
+    kind: str
+
+    async def setup(self, now: float) -> EpochRecord:
+        """See ``SyncStore.setup``."""
+        ...
+
+    async def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """See ``SyncStore.fetch``."""
+        ...
+
+    async def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """See ``SyncStore.issue``."""
+        ...
+
+    async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """See ``SyncStore.bump_user``."""
+        ...
+
+    async def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """See ``SyncStore.bump_global``."""
+        ...
+
+    async def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_token``."""
+        ...
+
+    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_session``."""
+        ...
+
+    async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_user``."""
+        ...
+
+    async def get_global(self, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_global``."""
+        ...
+
+    async def stats(self, now: float) -> StoreStats:
+        """See ``SyncStore.stats``."""
+        ...
+
+    async def export_entries(self, now: float) -> list[SnapshotEntry]:
+        """See ``SyncStore.export_entries`` (returns a list)."""
+        ...
+
+    async def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """See ``SyncStore.import_entries``."""
+        ...
+
+    async def wipe(self) -> None:
+        """See ``SyncStore.wipe``."""
+        ...
+
+    async def close(self) -> None:
+        """See ``SyncStore.close``."""
+        ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A backend: one object holding both sides over the same data."""
+
+    @property
+    def sync(self) -> SyncStore:
+        """The blocking side."""
+        ...
+
+    @property
+    def aio(self) -> AsyncStore:
+        """The awaitable side."""
+        ...
+
+
+class AsyncFromSync:
+    """The async side of a backend whose I/O is local.
+
+    Reads run inline: they cost what a dictionary or a local SQLite read costs, less than a
+    thread hop. Writes may wait on a lock held by another process, so with ``offload_writes``
+    they run in a worker thread and never block the event loop.
+    """
+
+    def __init__(self, sync: SyncStore, *, offload_writes: bool) -> None:
+        """Wrap ``sync``; ``offload_writes`` moves writes to a worker thread."""
+        self._sync = sync
+        self._offload = offload_writes
+        self.kind = sync.kind
+
+    async def _write(self, func: Callable[..., _R], *args: object) -> _R:
+        if self._offload:
+            return await asyncio.to_thread(func, *args)
+        return func(*args)
+
+    async def setup(self, now: float) -> EpochRecord:
+        """See ``SyncStore.setup``."""
+        return await self._write(self._sync.setup, now)
+
+    async def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """See ``SyncStore.fetch``."""
+        return self._sync.fetch(uid, jti, session_id, now)
+
+    async def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """See ``SyncStore.issue``."""
+        return await self._write(self._sync.issue, uid, now, expires_at)
+
+    async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """See ``SyncStore.bump_user``."""
+        return await self._write(self._sync.bump_user, uid, now, reason, expires_at)
+
+    async def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """See ``SyncStore.bump_global``."""
+        return await self._write(self._sync.bump_global, now, reason)
+
+    async def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_token``."""
+        await self._write(self._sync.revoke_token, jti, expires_at, now)
+
+    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_session``."""
+        await self._write(self._sync.revoke_session, session_id, expires_at, now)
+
+    async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_user``."""
+        return self._sync.get_user(uid, now)
+
+    async def get_global(self, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_global``."""
+        return self._sync.get_global(now)
+
+    async def stats(self, now: float) -> StoreStats:
+        """See ``SyncStore.stats``."""
+        return self._sync.stats(now)
+
+    async def export_entries(self, now: float) -> list[SnapshotEntry]:
+        """See ``SyncStore.export_entries``."""
+        return await self._write(lambda: list(self._sync.export_entries(now)))
+
+    async def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """See ``SyncStore.import_entries``."""
+        return await self._write(self._sync.import_entries, list(entries), now)
+
+    async def wipe(self) -> None:
+        """See ``SyncStore.wipe``."""
+        await self._write(self._sync.wipe)
+
+    async def close(self) -> None:
+        """See ``SyncStore.close``."""
+        self._sync.close()

@@ -1,0 +1,202 @@
+"""``memory://``: one process's dictionaries. For tests and development, not for several workers."""
+
+from __future__ import annotations
+
+import threading
+from itertools import islice
+from dataclasses import replace
+from typing import Optional
+
+from collections.abc import Iterable, Iterator
+
+from authx_epoch.records import (
+    CheckState,
+    EpochRecord,
+    SnapshotEntry,
+    Stamps,
+    StoreStats,
+    clock_epoch,
+    merge_records,
+    next_epoch,
+)
+from authx_epoch.stores.base import AsyncFromSync, AsyncStore, SyncStore
+
+#: How many expired entries one write sweeps away, so memory stays bounded without a cleanup job.
+_SWEEP = 16
+
+
+class MemoryStore:
+    """A store held in this process's memory.
+
+    State is lost when the process ends and is not shared with other workers: use SQLite or
+    Redis for anything that runs more than one process. Expired entries are ignored on read and
+    swept a few at a time on every write, so no cleanup task is needed.
+    """
+
+    kind = "memory"
+
+    def __init__(self) -> None:
+        """Create an empty store."""
+        self._lock = threading.Lock()
+        self._users: dict[str, EpochRecord] = {}
+        self._global: Optional[EpochRecord] = None
+        self._tokens: dict[str, float] = {}
+        self._sessions: dict[str, float] = {}
+        self._aio = AsyncFromSync(self, offload_writes=False)
+
+    @property
+    def sync(self) -> SyncStore:
+        """The blocking side (this object)."""
+        return self
+
+    @property
+    def aio(self) -> AsyncStore:
+        """The awaitable side."""
+        return self._aio
+
+    def setup(self, now: float) -> EpochRecord:
+        """See ``SyncStore.setup``."""
+        with self._lock:
+            if self._global is None:
+                self._global = EpochRecord(epoch=clock_epoch(now), created_at=now)
+            return self._global
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """See ``SyncStore.fetch``."""
+        user = self._users.get(uid)
+        if user is not None and not user.is_live(now):
+            user = None
+        jti_until = self._tokens.get(jti) if jti is not None else None
+        sid_until = self._sessions.get(session_id) if session_id is not None else None
+        return CheckState(
+            user=user,
+            global_=self._global,
+            jti_revoked=jti_until is not None and jti_until > now,
+            session_revoked=sid_until is not None and sid_until > now,
+        )
+
+    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """See ``SyncStore.issue``."""
+        with self._lock:
+            if self._global is None:
+                self._global = EpochRecord(epoch=clock_epoch(now), created_at=now)
+            user = self._users.get(uid)
+            if user is None or not user.is_live(now):
+                user = EpochRecord(epoch=clock_epoch(now), created_at=now, expires_at=expires_at)
+                self._users[uid] = user
+                self._sweep(now)
+            elif user.expires_at is not None and user.expires_at < expires_at:
+                user = replace(user, expires_at=expires_at)
+                self._users[uid] = user
+            return Stamps(user_epoch=user.epoch, global_epoch=self._global.epoch)
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """See ``SyncStore.bump_user``."""
+        with self._lock:
+            old = self._users.get(uid)
+            if old is not None and not old.is_live(now):
+                old = None
+            record = EpochRecord(
+                epoch=next_epoch(old.epoch if old else None, now),
+                created_at=old.created_at if old else now,
+                bumped_at=now,
+                reason=reason,
+                expires_at=max(expires_at, old.expires_at or 0.0) if old else expires_at,
+            )
+            self._users[uid] = record
+            self._sweep(now)
+            return record
+
+    def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """See ``SyncStore.bump_global``."""
+        with self._lock:
+            old = self._global
+            self._global = EpochRecord(
+                epoch=next_epoch(old.epoch if old else None, now),
+                created_at=old.created_at if old else now,
+                bumped_at=now,
+                reason=reason,
+            )
+            return self._global
+
+    def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_token``."""
+        with self._lock:
+            self._tokens[jti] = max(expires_at, self._tokens.get(jti, 0.0))
+            self._sweep(now)
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_session``."""
+        with self._lock:
+            self._sessions[session_id] = max(expires_at, self._sessions.get(session_id, 0.0))
+            self._sweep(now)
+
+    def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_user``."""
+        user = self._users.get(uid)
+        return user if user is not None and user.is_live(now) else None
+
+    def get_global(self, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_global``."""
+        return self._global
+
+    def stats(self, now: float) -> StoreStats:
+        """See ``SyncStore.stats``."""
+        with self._lock:
+            return StoreStats(
+                kind=self.kind,
+                users=sum(1 for record in self._users.values() if record.is_live(now)),
+                revoked_tokens=sum(1 for until in self._tokens.values() if until > now),
+                revoked_sessions=sum(1 for until in self._sessions.values() if until > now),
+            )
+
+    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
+        """See ``SyncStore.export_entries``."""
+        with self._lock:
+            entries = [SnapshotEntry("global", "", record=self._global)] if self._global else []
+            entries += [SnapshotEntry("user", uid, record=r) for uid, r in self._users.items() if r.is_live(now)]
+            entries += [SnapshotEntry("token", j, expires_at=t) for j, t in self._tokens.items() if t > now]
+            entries += [SnapshotEntry("session", s, expires_at=t) for s, t in self._sessions.items() if t > now]
+        return iter(entries)
+
+    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """See ``SyncStore.import_entries``."""
+        count = 0
+        with self._lock:
+            for entry in entries:
+                if entry.kind == "global" and entry.record is not None:
+                    self._global = merge_records(self._global, entry.record)
+                elif entry.kind == "user" and entry.record is not None:
+                    self._users[entry.key] = merge_records(self._users.get(entry.key), entry.record)
+                elif entry.kind in ("token", "session") and entry.expires_at is not None:
+                    table = self._tokens if entry.kind == "token" else self._sessions
+                    table[entry.key] = max(entry.expires_at, table.get(entry.key, 0.0))
+                else:
+                    continue
+                count += 1
+        return count
+
+    def wipe(self) -> None:
+        """See ``SyncStore.wipe``."""
+        with self._lock:
+            self._users.clear()
+            self._tokens.clear()
+            self._sessions.clear()
+            self._global = None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def _sweep(self, now: float) -> None:
+        # A rotating sweep: look at the oldest few entries of each map, drop the expired ones and
+        # move the live ones to the back, so every entry is visited in turn and the maps stay near
+        # the size of their live entries without a cleanup task.
+        for table in (self._tokens, self._sessions):
+            for key in list(islice(table, _SWEEP)):
+                until = table.pop(key)
+                if until > now:
+                    table[key] = until
+        for uid in list(islice(self._users, _SWEEP)):
+            record = self._users.pop(uid)
+            if record.is_live(now):
+                self._users[uid] = record

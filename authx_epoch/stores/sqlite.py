@@ -1,0 +1,375 @@
+"""``sqlite:///PATH``: the embedded default. Durable, and shared by every worker process of one machine.
+
+The file is opened in WAL mode, so checks (reads) never wait for a bump (write) of another
+process. Writes are single atomic statements (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``),
+so concurrent bumps from several processes never lose an increment. ``synchronous=FULL``: a bump
+that has returned survives a power cut, because a lost bump would bring revoked tokens back.
+Expired rows are ignored by every read and deleted a few at a time by writes.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.records import (
+    RECORD_SLACK,
+    CheckState,
+    EpochRecord,
+    SnapshotEntry,
+    Stamps,
+    StoreStats,
+    clock_epoch,
+    merge_records,
+)
+from authx_epoch.stores.base import AsyncFromSync, AsyncStore, SyncStore
+
+_GLOBAL = "g"
+_USER = "u:"
+_TOKEN = "j"
+_SESSION = "s"
+_SWEEP = 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS epochs (
+    scope TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    bumped_at REAL,
+    reason TEXT,
+    expires_at REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS epochs_expiry ON epochs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS revoked (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revoked_expiry ON revoked (expires_at);
+"""
+
+_RECORD = "epoch, created_at, bumped_at, reason, expires_at"
+
+# One statement answers a whole check: the user record, the global record and both revoked ids.
+_FETCH = f"""
+SELECT 'u', {_RECORD} FROM epochs WHERE scope = :user AND (expires_at IS NULL OR expires_at > :now)
+UNION ALL SELECT 'g', {_RECORD} FROM epochs WHERE scope = 'g'
+UNION ALL SELECT 'j', 0, 0, NULL, NULL, expires_at FROM revoked WHERE kind = 'j' AND id = :jti AND expires_at > :now
+UNION ALL SELECT 's', 0, 0, NULL, NULL, expires_at FROM revoked WHERE kind = 's' AND id = :sid AND expires_at > :now
+"""
+
+_BUMP = f"""
+INSERT INTO epochs (scope, epoch, created_at, bumped_at, reason, expires_at)
+VALUES (:scope, :clock, :now, :now, :reason, :expires_at)
+ON CONFLICT (scope) DO UPDATE SET
+    epoch = max(epochs.epoch + 1, excluded.epoch),
+    bumped_at = excluded.bumped_at,
+    reason = excluded.reason,
+    expires_at = max(coalesce(epochs.expires_at, 0), excluded.expires_at)
+RETURNING {_RECORD}
+"""
+
+_ENSURE_USER = f"""
+INSERT INTO epochs (scope, epoch, created_at, expires_at) VALUES (:scope, :clock, :now, :expires_at)
+ON CONFLICT (scope) DO UPDATE SET expires_at = max(coalesce(epochs.expires_at, 0), excluded.expires_at)
+RETURNING {_RECORD}
+"""
+
+_ENSURE_GLOBAL = "INSERT INTO epochs (scope, epoch, created_at) VALUES ('g', :clock, :now) ON CONFLICT (scope) DO NOTHING"
+
+_REVOKE = """
+INSERT INTO revoked (kind, id, expires_at) VALUES (:kind, :id, :expires_at)
+ON CONFLICT (kind, id) DO UPDATE SET expires_at = max(revoked.expires_at, excluded.expires_at)
+"""
+
+_PURGE = (
+    "DELETE FROM revoked WHERE (kind, id) IN (SELECT kind, id FROM revoked WHERE expires_at <= :now LIMIT :n)",
+    "DELETE FROM epochs WHERE scope IN (SELECT scope FROM epochs WHERE expires_at <= :now LIMIT :n)",
+)
+
+
+def _record(row: tuple[Any, ...]) -> EpochRecord:
+    return EpochRecord(epoch=row[0], created_at=row[1], bumped_at=row[2], reason=row[3], expires_at=row[4])
+
+
+class SqliteStore:
+    """A store in one SQLite file, shared by every process that opens the same path.
+
+    Args:
+        path: The database file; it is created (with its tables) if missing.
+        read_timeout: Seconds a check waits for a lock held elsewhere before failing (then
+            the request gets a 503 in fail-closed mode). Kept short: checks run on the event loop.
+        write_timeout: Seconds a bump or revoke waits for another writer.
+    """
+
+    kind = "sqlite"
+
+    def __init__(self, path: str | os.PathLike[str], *, read_timeout: float = 0.25, write_timeout: float = 5.0) -> None:
+        """Open (creating if needed) the database at ``path``."""
+        self.path = os.fspath(path)
+        if not self.path or self.path == ":memory:":
+            raise ConfigurationError("sqlite needs a file path, e.g. sqlite:///revocation.db; use memory:// for a store in memory")
+        self._read_timeout = read_timeout
+        self._write_timeout = write_timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._aio = AsyncFromSync(self, offload_writes=True)
+        try:
+            self._connection(write=True)
+        except StoreUnavailableError as exc:
+            raise ConfigurationError(
+                f"cannot open the SQLite store at {self.path!r}: {exc.__cause__}; "
+                "check that the directory exists and is writable by this process"
+            ) from exc.__cause__
+
+    @property
+    def sync(self) -> SyncStore:
+        """The blocking side (this object)."""
+        return self
+
+    @property
+    def aio(self) -> AsyncStore:
+        """The awaitable side; writes run in a worker thread."""
+        return self._aio
+
+    # -- connections -----------------------------------------------------------------------
+
+    def _identity(self) -> Optional[tuple[int, int]]:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino)
+
+    def _connection(self, *, write: bool) -> sqlite3.Connection:
+        slot = "writer" if write else "reader"
+        conn: Optional[sqlite3.Connection] = getattr(self._local, slot, None)
+        identity = self._identity()
+        # A file deleted or replaced under a live connection would leave this process reading
+        # state no other process sees; reopen so that every process shares one file again.
+        if conn is not None and identity is not None and identity == getattr(self._local, slot + "_id", None):
+            return conn
+        if conn is not None:
+            self._drop(conn)
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._write_timeout if write else self._read_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            if write:
+                conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened") from exc
+        setattr(self._local, slot, conn)
+        setattr(self._local, slot + "_id", self._identity())
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _drop(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        conn.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = self._connection(write=False)
+        # The reader never creates tables; a file recreated empty by someone else has none yet.
+        return conn
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def setup(self, now: float) -> EpochRecord:
+        """See ``SyncStore.setup``."""
+        with self._errors():
+            conn = self._connection(write=True)
+            conn.execute(_ENSURE_GLOBAL, {"clock": clock_epoch(now), "now": now})
+            row = conn.execute(f"SELECT {_RECORD} FROM epochs WHERE scope = 'g'").fetchone()
+        return _record(row)
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """See ``SyncStore.fetch``."""
+        params = {"user": _USER + uid, "jti": jti, "sid": session_id, "now": now}
+        try:
+            rows = self._reader().execute(_FETCH, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+            # The file was replaced by an empty one: every record is lost, which means rejection.
+            return CheckState(user=None, global_=None)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+        user = global_ = None
+        jti_revoked = session_revoked = False
+        for row in rows:
+            tag = row[0]
+            if tag == "u":
+                user = _record(row[1:])
+            elif tag == "g":
+                global_ = _record(row[1:])
+            elif tag == "j":
+                jti_revoked = True
+            else:
+                session_revoked = True
+        return CheckState(user=user, global_=global_, jti_revoked=jti_revoked, session_revoked=session_revoked)
+
+    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """See ``SyncStore.issue``."""
+        scope = _USER + uid
+        with self._errors():
+            conn = self._connection(write=True)
+            rows = conn.execute(
+                f"SELECT scope, {_RECORD} FROM epochs WHERE scope IN (:scope, 'g')", {"scope": scope}
+            ).fetchall()
+            found = {row[0]: _record(row[1:]) for row in rows}
+            user, global_ = found.get(scope), found.get(_GLOBAL)
+            if global_ is not None and user is not None and user.expires_at is not None and user.expires_at >= expires_at:
+                return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_ENSURE_GLOBAL, {"clock": clock_epoch(now), "now": now})
+                user_row = conn.execute(
+                    _ENSURE_USER,
+                    {"scope": scope, "clock": clock_epoch(now), "now": now, "expires_at": expires_at + RECORD_SLACK},
+                ).fetchall()[0]
+                global_row = conn.execute("SELECT epoch FROM epochs WHERE scope = 'g'").fetchone()
+                self._purge(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return Stamps(user_epoch=user_row[0], global_epoch=global_row[0])
+
+    def _bump(self, scope: str, now: float, reason: Optional[str], expires_at: Optional[float]) -> EpochRecord:
+        params = {"scope": scope, "clock": clock_epoch(now), "now": now, "reason": reason, "expires_at": expires_at}
+        with self._errors():
+            conn = self._connection(write=True)
+            # fetchall: a RETURNING statement holds its write lock until it is stepped to the end.
+            row = conn.execute(_BUMP, params).fetchall()[0]
+        return _record(row)
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """See ``SyncStore.bump_user``."""
+        return self._bump(_USER + uid, now, reason, expires_at)
+
+    def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """See ``SyncStore.bump_global``."""
+        return self._bump(_GLOBAL, now, reason, None)
+
+    def _revoke(self, kind: str, ident: str, expires_at: float, now: float) -> None:
+        with self._errors():
+            conn = self._connection(write=True)
+            conn.execute(_REVOKE, {"kind": kind, "id": ident, "expires_at": expires_at})
+            self._purge(conn, now)
+
+    def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_token``."""
+        self._revoke(_TOKEN, jti, expires_at, now)
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_session``."""
+        self._revoke(_SESSION, session_id, expires_at, now)
+
+    def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_user``."""
+        return self.fetch(uid, None, None, now).user
+
+    def get_global(self, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_global``."""
+        return self.fetch("", None, None, now).global_
+
+    def stats(self, now: float) -> StoreStats:
+        """See ``SyncStore.stats``."""
+        with self._errors():
+            conn = self._connection(write=True)
+            users = conn.execute(
+                "SELECT count(*) FROM epochs WHERE scope != 'g' AND expires_at > ?", (now,)
+            ).fetchone()[0]
+            tokens, sessions = (
+                conn.execute("SELECT count(*) FROM revoked WHERE kind = ? AND expires_at > ?", (kind, now)).fetchone()[0]
+                for kind in (_TOKEN, _SESSION)
+            )
+        return StoreStats(kind=self.kind, users=users, revoked_tokens=tokens, revoked_sessions=sessions)
+
+    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
+        """See ``SyncStore.export_entries``."""
+        with self._errors():
+            conn = self._connection(write=True)
+            records = conn.execute(
+                f"SELECT scope, {_RECORD} FROM epochs WHERE expires_at IS NULL OR expires_at > ?", (now,)
+            ).fetchall()
+            revoked = conn.execute("SELECT kind, id, expires_at FROM revoked WHERE expires_at > ?", (now,)).fetchall()
+        for row in records:
+            scope = row[0]
+            if scope == _GLOBAL:
+                yield SnapshotEntry("global", "", record=_record(row[1:]))
+            else:
+                yield SnapshotEntry("user", scope[len(_USER) :], record=_record(row[1:]))
+        for kind, ident, expires_at in revoked:
+            yield SnapshotEntry("token" if kind == _TOKEN else "session", ident, expires_at=expires_at)
+
+    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """See ``SyncStore.import_entries``."""
+        count = 0
+        with self._errors():
+            conn = self._connection(write=True)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for entry in entries:
+                    if entry.kind in ("global", "user") and entry.record is not None:
+                        scope = _GLOBAL if entry.kind == "global" else _USER + entry.key
+                        row = conn.execute(f"SELECT {_RECORD} FROM epochs WHERE scope = ?", (scope,)).fetchone()
+                        merged = merge_records(_record(row) if row else None, entry.record)
+                        conn.execute(
+                            "INSERT OR REPLACE INTO epochs (scope, epoch, created_at, bumped_at, reason, expires_at) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (scope, merged.epoch, merged.created_at, merged.bumped_at, merged.reason, merged.expires_at),
+                        )
+                    elif entry.kind in ("token", "session") and entry.expires_at is not None:
+                        kind = _TOKEN if entry.kind == "token" else _SESSION
+                        conn.execute(_REVOKE, {"kind": kind, "id": entry.key, "expires_at": entry.expires_at})
+                    else:
+                        continue
+                    count += 1
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return count
+
+    def wipe(self) -> None:
+        """See ``SyncStore.wipe``."""
+        with self._errors():
+            conn = self._connection(write=True)
+            conn.execute("DELETE FROM epochs")
+            conn.execute("DELETE FROM revoked")
+
+    def close(self) -> None:
+        """Close every connection this store opened, in every thread."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+        self._local = threading.local()
+
+    def _purge(self, conn: sqlite3.Connection, now: float) -> None:
+        for statement in _PURGE:
+            conn.execute(statement, {"now": now, "n": _SWEEP})
