@@ -133,8 +133,8 @@ def claims_from_mapping(payload: Mapping[str, Any], names: ClaimNames) -> Option
         iat=_number(payload.get("iat")),
         exp=_number(payload.get("exp")),
         stamp=stamp,
-        user_epoch=user_raw if stamp is StampState.STAMPED else 0,  # type: ignore[arg-type]
-        global_epoch=global_raw if stamp is StampState.STAMPED else 0,  # type: ignore[arg-type]
+        user_epoch=user_raw if stamp is StampState.STAMPED else 0,
+        global_epoch=global_raw if stamp is StampState.STAMPED else 0,
     )
 
 

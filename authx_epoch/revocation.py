@@ -151,7 +151,9 @@ class _Core:
             if not self.signature_holds(token, verified):
                 return NOT_OURS
             if logger.isEnabledFor(logging.INFO):
-                logger.info("token rejected: uid=%r reason=%s jti=%s", _short(claims.sub), decision.reason.value, claims.jti)
+                logger.info(
+                    "token rejected: uid=%r reason=%s jti=%s", _short(claims.sub), decision.reason.value, claims.jti
+                )
         return decision
 
     def store_failed(self, token: str, claims: TokenClaims, verified: bool, exc: StoreUnavailableError) -> Decision:
@@ -240,12 +242,18 @@ class _Core:
         if isinstance(token, TokenPayload):
             payload: Mapping[str, Any] = token.model_dump()
         elif isinstance(token, str):
-            read = self.verifier(token, verify_exp=False) if self.verifier is not None else decode_payload_segment(token)
+            read = (
+                self.verifier(token, verify_exp=False) if self.verifier is not None else decode_payload_segment(token)
+            )
             if read is None:
-                raise InvalidTokenError("the token does not decode or its signature does not verify; nothing was revoked")
+                raise InvalidTokenError(
+                    "the token does not decode or its signature does not verify; nothing was revoked"
+                )
             payload = read
         else:
-            raise InvalidArgumentError(f"revoke_token takes a token string or an AuthX TokenPayload, got {type(token).__name__}")
+            raise InvalidArgumentError(
+                f"revoke_token takes a token string or an AuthX TokenPayload, got {type(token).__name__}"
+            )
         jti = payload.get("jti")
         if not isinstance(jti, str) or not jti:
             raise InvalidTokenError("the token has no jti, so it cannot be revoked alone; use bump_user_epoch instead")

@@ -42,8 +42,10 @@ _INSTALLED = "_authx_epoch_revocation"
 
 
 class _Probe(str):
-    """A string no request can produce: install() sends it through AuthX to prove that AuthX
-    really calls and awaits the registered callback."""
+    """A string no request can produce.
+
+    install() sends it through AuthX to prove that AuthX really calls and awaits the callback.
+    """
 
 
 _PROBE = _Probe("authx-epoch:probe")
@@ -108,7 +110,8 @@ def _registered_dispatchers(app: FastAPI) -> list[Any]:
 async def _store_unavailable(conn: Union[Request, WebSocket], exc: Exception) -> Optional[JSONResponse]:
     if conn.scope.get("type") == "websocket":
         # 1013 "try again later" is the WebSocket counterpart of a 503.
-        await conn.close(code=1013, reason="revocation store unavailable")  # type: ignore[union-attr]
+        assert isinstance(conn, WebSocket)
+        await conn.close(code=1013, reason="revocation store unavailable")
         return None
     return JSONResponse(
         status_code=503,
@@ -301,7 +304,7 @@ def _wrap_sessions(auth: AuthX[Any], revocation: EpochRevocation) -> None:
 
 def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> None:
     mint = auth._authx_epoch_unstamped_access  # type: ignore[attr-defined]
-    enabled = getattr(auth, "_implicit_refresh_enabled_for_request")
+    enabled = auth._implicit_refresh_enabled_for_request
 
     async def implicit_refresh_middleware(
         request: Request, call_next: Callable[[Request], Coroutine[Any, Any, Response]]

@@ -42,7 +42,9 @@ def open_store(spec: StoreSpec) -> Store:
     if isinstance(spec, os.PathLike):
         return SqliteStore(spec)
     if not isinstance(spec, str):
-        raise ConfigurationError(f"store must be a URL such as 'sqlite:///revocation.db' or a store object, got {type(spec).__name__}")
+        raise ConfigurationError(
+            f"store must be a URL such as 'sqlite:///revocation.db' or a store object, got {type(spec).__name__}"
+        )
     scheme = urlsplit(spec).scheme.lower()
     if scheme == "memory":
         if spec.lower().rstrip("/") != "memory:":
@@ -51,7 +53,8 @@ def open_store(spec: StoreSpec) -> Store:
     if scheme == "sqlite":
         if not spec.lower().startswith("sqlite:///") or len(spec) == len("sqlite:///"):
             raise ConfigurationError(
-                f"a SQLite store URL needs a path: 'sqlite:///relative.db' or 'sqlite:////absolute/path.db', got {spec!r}"
+                "a SQLite store URL needs a path: 'sqlite:///relative.db' or 'sqlite:////absolute/path.db', "
+                f"got {spec!r}"
             )
         return SqliteStore(spec[len("sqlite:///") :])
     known = ", ".join(_SCHEMES)

@@ -11,10 +11,8 @@ their async side from ``AsyncFromSync``; network backends implement both nativel
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Optional, Protocol, TypeVar, runtime_checkable
-
-from collections.abc import Iterable, Iterator
 
 from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry, Stamps, StoreStats
 

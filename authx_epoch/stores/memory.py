@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-from itertools import islice
-from dataclasses import replace
-from typing import Optional
-
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from itertools import islice
+from typing import Optional
 
 from authx_epoch.records import (
     CheckState,

@@ -81,7 +81,9 @@ ON CONFLICT (scope) DO UPDATE SET expires_at = max(coalesce(epochs.expires_at, 0
 RETURNING {_RECORD}
 """
 
-_ENSURE_GLOBAL = "INSERT INTO epochs (scope, epoch, created_at) VALUES ('g', :clock, :now) ON CONFLICT (scope) DO NOTHING"
+_ENSURE_GLOBAL = (
+    "INSERT INTO epochs (scope, epoch, created_at) VALUES ('g', :clock, :now) ON CONFLICT (scope) DO NOTHING"
+)
 
 _REVOKE = """
 INSERT INTO revoked (kind, id, expires_at) VALUES (:kind, :id, :expires_at)
@@ -114,7 +116,9 @@ class SqliteStore:
         """Open (creating if needed) the database at ``path``."""
         self.path = os.fspath(path)
         if not self.path or self.path == ":memory:":
-            raise ConfigurationError("sqlite needs a file path, e.g. sqlite:///revocation.db; use memory:// for a store in memory")
+            raise ConfigurationError(
+                "sqlite needs a file path, e.g. sqlite:///revocation.db; use memory:// for a store in memory"
+            )
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._local = threading.local()
@@ -241,7 +245,12 @@ class SqliteStore:
             ).fetchall()
             found = {row[0]: _record(row[1:]) for row in rows}
             user, global_ = found.get(scope), found.get(_GLOBAL)
-            if global_ is not None and user is not None and user.expires_at is not None and user.expires_at >= expires_at:
+            if (
+                global_ is not None
+                and user is not None
+                and user.expires_at is not None
+                and user.expires_at >= expires_at
+            ):
                 return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch)
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -304,7 +313,9 @@ class SqliteStore:
                 "SELECT count(*) FROM epochs WHERE scope != 'g' AND expires_at > ?", (now,)
             ).fetchone()[0]
             tokens, sessions = (
-                conn.execute("SELECT count(*) FROM revoked WHERE kind = ? AND expires_at > ?", (kind, now)).fetchone()[0]
+                conn.execute("SELECT count(*) FROM revoked WHERE kind = ? AND expires_at > ?", (kind, now)).fetchone()[
+                    0
+                ]
                 for kind in (_TOKEN, _SESSION)
             )
         return StoreStats(kind=self.kind, users=users, revoked_tokens=tokens, revoked_sessions=sessions)
@@ -341,7 +352,14 @@ class SqliteStore:
                         conn.execute(
                             "INSERT OR REPLACE INTO epochs (scope, epoch, created_at, bumped_at, reason, expires_at) "
                             "VALUES (?, ?, ?, ?, ?, ?)",
-                            (scope, merged.epoch, merged.created_at, merged.bumped_at, merged.reason, merged.expires_at),
+                            (
+                                scope,
+                                merged.epoch,
+                                merged.created_at,
+                                merged.bumped_at,
+                                merged.reason,
+                                merged.expires_at,
+                            ),
                         )
                     elif entry.kind in ("token", "session") and entry.expires_at is not None:
                         kind = _TOKEN if entry.kind == "token" else _SESSION
