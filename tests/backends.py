@@ -1,0 +1,13 @@
+"""Every store backend the contract suite runs on: (fixture name, pytest mark).
+
+Each fixture yields a fresh, empty store. Add a backend here and every contract test runs on it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+STORE_FIXTURES: list[tuple[str, pytest.MarkDecorator]] = [
+    ("memory_store", pytest.mark.memory),
+    ("sqlite_store", pytest.mark.sqlite),
+]

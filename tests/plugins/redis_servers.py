@@ -1,0 +1,1 @@
+"""Real Redis servers for the tests (filled in by the Redis store work)."""
