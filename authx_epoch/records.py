@@ -110,12 +110,14 @@ class SnapshotEntry:
         key: The user id, jti or session id (empty for the global record).
         record: The epoch record, for ``user`` and ``global``.
         expires_at: When a revoked id may be forgotten, for ``token`` and ``session``.
+        uid: The user a revoked token belongs to, for ``token``.
     """
 
     kind: str
     key: str
     record: Optional[EpochRecord] = None
     expires_at: Optional[float] = None
+    uid: Optional[str] = None
 
 
 def merge_records(old: Optional[EpochRecord], new: EpochRecord) -> EpochRecord:

@@ -237,8 +237,8 @@ class _Core:
         # A token without exp is refused max_token_lifetime after iat (see decide()).
         return (iat if iat is not None else now) + self.max_lifetime + self.leeway
 
-    def revocation_target(self, token: object, now: float) -> Optional[tuple[str, float]]:
-        """Return ``(jti, expires_at)`` to revoke, or ``None`` if the token has already expired."""
+    def revocation_target(self, token: object, now: float) -> Optional[tuple[str, str, float]]:
+        """Return ``(uid, jti, expires_at)`` to revoke, or ``None`` if the token has already expired."""
         if isinstance(token, TokenPayload):
             payload: Mapping[str, Any] = token.model_dump()
         elif isinstance(token, str):
@@ -254,7 +254,9 @@ class _Core:
             raise InvalidArgumentError(
                 f"revoke_token takes a token string or an AuthX TokenPayload, got {type(token).__name__}"
             )
-        jti = payload.get("jti")
+        jti, uid = payload.get("jti"), payload.get("sub")
+        if not isinstance(uid, str):
+            raise InvalidTokenError("the token has no string sub; it is not a token this library stamps")
         if not isinstance(jti, str) or not jti:
             raise InvalidTokenError("the token has no jti, so it cannot be revoked alone; use bump_user_epoch instead")
         exp, iat = payload.get("exp"), payload.get("iat")
@@ -263,7 +265,7 @@ class _Core:
             float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None,
             now,
         )
-        return (jti, expires_at) if expires_at > now else None
+        return (uid, jti, expires_at) if expires_at > now else None
 
 
 class SyncEpochRevocation:
@@ -326,7 +328,7 @@ class SyncEpochRevocation:
         now = core.clock()
         target = core.revocation_target(token, now)
         if target is not None:
-            core.sync.revoke_token(target[0], target[1], now)
+            core.sync.revoke_token(*target, now)
 
     def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
         """Revoke every token of a session. See ``EpochRevocation.revoke_session``."""
@@ -494,7 +496,7 @@ class EpochRevocation:
         now = core.clock()
         target = core.revocation_target(token, now)
         if target is not None:
-            await core.aio.revoke_token(target[0], target[1], now)
+            await core.aio.revoke_token(*target, now)
 
     async def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
         """Revoke every token minted for ``session_id`` (access and refresh).

@@ -52,8 +52,11 @@ class SyncStore(Protocol):
         """Atomically move the global epoch to ``max(current + 1, clock value)`` and return the record."""
         ...
 
-    def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
-        """Put ``jti`` in the revoked set until ``expires_at`` (never shortening an existing entry)."""
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
+        """Put ``jti`` (a token of ``uid``) in the revoked set until ``expires_at``, never shortening an entry.
+
+        The owner is given so that a sharded store can keep the entry next to the user's record.
+        """
         ...
 
     def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
@@ -115,7 +118,7 @@ class AsyncStore(Protocol):
         """See ``SyncStore.bump_global``."""
         ...
 
-    async def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+    async def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_token``."""
         ...
 
@@ -206,9 +209,9 @@ class AsyncFromSync:
         """See ``SyncStore.bump_global``."""
         return await self._write(self._sync.bump_global, now, reason)
 
-    async def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+    async def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_token``."""
-        await self._write(self._sync.revoke_token, jti, expires_at, now)
+        await self._write(self._sync.revoke_token, uid, jti, expires_at, now)
 
     async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_session``."""

@@ -40,6 +40,7 @@ class MemoryStore:
         self._users: dict[str, EpochRecord] = {}
         self._global: Optional[EpochRecord] = None
         self._tokens: dict[str, float] = {}
+        self._token_owners: dict[str, str] = {}
         self._sessions: dict[str, float] = {}
         self._aio = AsyncFromSync(self, offload_writes=False)
 
@@ -118,10 +119,11 @@ class MemoryStore:
             )
             return self._global
 
-    def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_token``."""
         with self._lock:
             self._tokens[jti] = max(expires_at, self._tokens.get(jti, 0.0))
+            self._token_owners[jti] = uid
             self._sweep(now)
 
     def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
@@ -154,7 +156,11 @@ class MemoryStore:
         with self._lock:
             entries = [SnapshotEntry("global", "", record=self._global)] if self._global else []
             entries += [SnapshotEntry("user", uid, record=r) for uid, r in self._users.items() if r.is_live(now)]
-            entries += [SnapshotEntry("token", j, expires_at=t) for j, t in self._tokens.items() if t > now]
+            entries += [
+                SnapshotEntry("token", j, expires_at=t, uid=self._token_owners.get(j))
+                for j, t in self._tokens.items()
+                if t > now
+            ]
             entries += [SnapshotEntry("session", s, expires_at=t) for s, t in self._sessions.items() if t > now]
         return iter(entries)
 
@@ -170,6 +176,8 @@ class MemoryStore:
                 elif entry.kind in ("token", "session") and entry.expires_at is not None:
                     table = self._tokens if entry.kind == "token" else self._sessions
                     table[entry.key] = max(entry.expires_at, table.get(entry.key, 0.0))
+                    if entry.kind == "token":
+                        self._token_owners[entry.key] = entry.uid or ""
                 else:
                     continue
                 count += 1
@@ -180,6 +188,7 @@ class MemoryStore:
         with self._lock:
             self._users.clear()
             self._tokens.clear()
+            self._token_owners.clear()
             self._sessions.clear()
             self._global = None
 
@@ -195,6 +204,8 @@ class MemoryStore:
                 until = table.pop(key)
                 if until > now:
                     table[key] = until
+                elif table is self._tokens:
+                    self._token_owners.pop(key, None)
         for uid in list(islice(self._users, _SWEEP)):
             record = self._users.pop(uid)
             if record.is_live(now):

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS revoked (
     kind TEXT NOT NULL,
     id TEXT NOT NULL,
     expires_at REAL NOT NULL,
+    uid TEXT,
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS revoked_expiry ON revoked (expires_at);
@@ -86,7 +87,7 @@ _ENSURE_GLOBAL = (
 )
 
 _REVOKE = """
-INSERT INTO revoked (kind, id, expires_at) VALUES (:kind, :id, :expires_at)
+INSERT INTO revoked (kind, id, expires_at, uid) VALUES (:kind, :id, :expires_at, :uid)
 ON CONFLICT (kind, id) DO UPDATE SET expires_at = max(revoked.expires_at, excluded.expires_at)
 """
 
@@ -283,15 +284,15 @@ class SqliteStore:
         """See ``SyncStore.bump_global``."""
         return self._bump(_GLOBAL, now, reason, None)
 
-    def _revoke(self, kind: str, ident: str, expires_at: float, now: float) -> None:
+    def _revoke(self, kind: str, ident: str, expires_at: float, now: float, uid: Optional[str] = None) -> None:
         with self._errors():
             conn = self._connection(write=True)
-            conn.execute(_REVOKE, {"kind": kind, "id": ident, "expires_at": expires_at})
+            conn.execute(_REVOKE, {"kind": kind, "id": ident, "expires_at": expires_at, "uid": uid})
             self._purge(conn, now)
 
-    def revoke_token(self, jti: str, expires_at: float, now: float) -> None:
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_token``."""
-        self._revoke(_TOKEN, jti, expires_at, now)
+        self._revoke(_TOKEN, jti, expires_at, now, uid)
 
     def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_session``."""
@@ -327,15 +328,17 @@ class SqliteStore:
             records = conn.execute(
                 f"SELECT scope, {_RECORD} FROM epochs WHERE expires_at IS NULL OR expires_at > ?", (now,)
             ).fetchall()
-            revoked = conn.execute("SELECT kind, id, expires_at FROM revoked WHERE expires_at > ?", (now,)).fetchall()
+            revoked = conn.execute(
+                "SELECT kind, id, expires_at, uid FROM revoked WHERE expires_at > ?", (now,)
+            ).fetchall()
         for row in records:
             scope = row[0]
             if scope == _GLOBAL:
                 yield SnapshotEntry("global", "", record=_record(row[1:]))
             else:
                 yield SnapshotEntry("user", scope[len(_USER) :], record=_record(row[1:]))
-        for kind, ident, expires_at in revoked:
-            yield SnapshotEntry("token" if kind == _TOKEN else "session", ident, expires_at=expires_at)
+        for kind, ident, expires_at, uid in revoked:
+            yield SnapshotEntry("token" if kind == _TOKEN else "session", ident, expires_at=expires_at, uid=uid)
 
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
         """See ``SyncStore.import_entries``."""
@@ -363,7 +366,8 @@ class SqliteStore:
                         )
                     elif entry.kind in ("token", "session") and entry.expires_at is not None:
                         kind = _TOKEN if entry.kind == "token" else _SESSION
-                        conn.execute(_REVOKE, {"kind": kind, "id": entry.key, "expires_at": entry.expires_at})
+                        params = {"kind": kind, "id": entry.key, "expires_at": entry.expires_at, "uid": entry.uid}
+                        conn.execute(_REVOKE, params)
                     else:
                         continue
                     count += 1
