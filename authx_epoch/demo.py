@@ -1,0 +1,317 @@
+"""The demo: the scenarios of AuthX's token-revocation guide, rebuilt on authx-epoch.
+
+Run it with ``scripts/demo``, ``authx-epoch demo`` or ``python -m authx_epoch.demo`` and open
+http://127.0.0.1:8000/docs. Two users exist: ``alice`` / ``wonderland`` and ``bob`` / ``builder``.
+
+| route | what it shows |
+|---|---|
+| ``POST /login`` | a fresh access token and a refresh token, both carrying a new session id |
+| ``GET /me`` | a protected route |
+| ``POST /logout`` | this token only is revoked (by its ``jti``) |
+| ``POST /logout-all`` | one epoch bump: every token of the user is revoked |
+| ``POST /change-password`` | needs a fresh token; bumps the epoch and returns a new pair |
+| ``POST /refresh`` | a new access token for the same session |
+| ``POST /logout-session`` | this session is revoked: its access and refresh tokens |
+| ``GET /sessions`` | the user's sessions |
+
+The JWT secret comes from ``AUTHX_EPOCH_DEMO_SECRET``, or is generated at start (tokens then do
+not survive a restart). The user table lives in memory and resets on restart; the revocation
+state lives in the store (a SQLite file by default) and survives it.
+"""
+
+# No "from __future__ import annotations": FastAPI must see the dependency aliases defined inside
+# create_app(), which string annotations would hide from it.
+import argparse
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Optional
+
+from authx import AuthX, AuthXConfig, SessionInfo, TokenPayload
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel
+
+from authx_epoch.errors import ConfigurationError
+from authx_epoch.integrations.authx import DEFAULT_STORE, install
+from authx_epoch.revocation import EpochRevocation
+
+#: The environment variable holding the demo's JWT secret.
+SECRET_ENV = "AUTHX_EPOCH_DEMO_SECRET"
+
+#: The demo's users and their passwords (hashed at start; the plain text is only for trying it out).
+DEMO_USERS: dict[str, str] = {"alice": "wonderland", "bob": "builder"}
+
+# scrypt cost parameters: OWASP's minimum (N=2**17 would be slower than a demo's tests need).
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+def hash_password(password: str, salt: Optional[bytes] = None) -> tuple[bytes, bytes]:
+    """Return ``(salt, scrypt hash)`` of ``password``; a random salt unless one is given."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    return salt, hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+
+
+def verify_password(password: str, salt: bytes, expected: bytes) -> bool:
+    """Return whether ``password`` hashes to ``expected`` with ``salt``, in constant time."""
+    return hmac.compare_digest(hash_password(password, salt)[1], expected)
+
+
+class SessionStore:
+    """A dictionary of AuthX sessions, implementing AuthX's ``SessionStoreProtocol``.
+
+    AuthX's own in-memory store is private (``authx._internal``); this one is the same idea
+    through the public protocol. One process only, like the demo's user table.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, SessionInfo] = {}
+
+    async def create(self, session: SessionInfo) -> None:
+        """Keep a new session."""
+        self._sessions[session.session_id] = session
+
+    async def get(self, session_id: str) -> Optional[SessionInfo]:
+        """Return a session by id, or ``None``."""
+        return self._sessions.get(session_id)
+
+    async def update(self, session_id: str, **kwargs: Any) -> None:
+        """Change fields of a session."""
+        session = self._sessions.get(session_id)
+        if session is not None:
+            self._sessions[session_id] = session.model_copy(update=kwargs)
+
+    async def delete(self, session_id: str) -> None:
+        """Forget a session."""
+        self._sessions.pop(session_id, None)
+
+    async def list_by_user(self, uid: str) -> list[SessionInfo]:
+        """Return the active sessions of ``uid``."""
+        return [session for session in self._sessions.values() if session.uid == uid and session.is_active]
+
+    async def delete_all_by_user(self, uid: str) -> None:
+        """Forget every session of ``uid``."""
+        for session_id in [sid for sid, session in self._sessions.items() if session.uid == uid]:
+            del self._sessions[session_id]
+
+
+@dataclass
+class UserTable:
+    """The demo's users: name -> (salt, scrypt hash). Real apps keep this in their database."""
+
+    hashes: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def with_demo_users(cls) -> "UserTable":
+        """Return a table holding ``DEMO_USERS``."""
+        return cls({name: hash_password(password) for name, password in DEMO_USERS.items()})
+
+    def authenticate(self, username: str, password: str) -> bool:
+        """Return whether the username exists and the password matches."""
+        stored = self.hashes.get(username)
+        if stored is None:
+            # Hash anyway, so an unknown name takes as long to refuse as a wrong password.
+            hash_password(password)
+            return False
+        return verify_password(password, *stored)
+
+    def set_password(self, username: str, password: str) -> None:
+        """Replace a user's password."""
+        self.hashes[username] = hash_password(password)
+
+
+class Credentials(BaseModel):
+    """The body of ``POST /login``."""
+
+    username: str
+    password: str
+
+
+class PasswordChange(BaseModel):
+    """The body of ``POST /change-password``."""
+
+    current_password: str
+    new_password: str
+
+
+class TokenPair(BaseModel):
+    """Tokens returned by ``/login`` and ``/change-password``."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str = "bearer"
+    session_id: str
+
+
+class AccessToken(BaseModel):
+    """The token returned by ``/refresh``."""
+
+    access_token: str
+    token_type: str = "bearer"
+
+
+class Message(BaseModel):
+    """A plain answer."""
+
+    message: str
+
+
+class Me(BaseModel):
+    """The answer of ``GET /me``."""
+
+    uid: str
+    session_id: Optional[str]
+    fresh: bool
+
+
+def _session_of(payload: TokenPayload) -> Optional[str]:
+    value = (payload.model_extra or {}).get("session_id")
+    return value if isinstance(value, str) else None
+
+
+def _secret() -> str:
+    configured = os.environ.get(SECRET_ENV)
+    if configured:
+        return configured
+    print(
+        f"authx-epoch demo: {SECRET_ENV} is not set; using a random JWT secret, so tokens end with this process",
+        file=sys.stderr,
+    )
+    return secrets.token_urlsafe(32)
+
+
+def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None) -> FastAPI:
+    """Build the demo app over ``store``.
+
+    Args:
+        store: The revocation store URL; by default a SQLite file in the working directory.
+        secret: The JWT secret; by default ``AUTHX_EPOCH_DEMO_SECRET`` or a random one.
+
+    Returns:
+        The FastAPI app, with its ``EpochRevocation`` service at ``app.state.authx_epoch``.
+    """
+    app = FastAPI(
+        title="authx-epoch demo",
+        description="AuthX's token-revocation scenarios on generation-counter revocation. "
+        "Log in as alice / wonderland or bob / builder.",
+    )
+    auth: AuthX[Any] = AuthX(
+        config=AuthXConfig(
+            JWT_SECRET_KEY=secret if secret is not None else _secret(),
+            JWT_TOKEN_LOCATION=["headers"],
+        )
+    )
+    auth.handle_errors(app)
+    sessions = SessionStore()
+    auth.set_session_store(sessions)
+    # Before any middleware: install() refuses to come after auth.implicit_refresh_middleware.
+    revocation: EpochRevocation = install(auth, store=store, app=app)
+    users = UserTable.with_demo_users()
+    # Dependency aliases, named like the types they are.
+    Access = Annotated[TokenPayload, Depends(auth.access_token_required)]  # noqa: N806
+    Refresh = Annotated[TokenPayload, Depends(auth.refresh_token_required)]  # noqa: N806
+    Fresh = Annotated[TokenPayload, Depends(auth.fresh_token_required)]  # noqa: N806
+
+    async def issue_pair(uid: str, request: Request) -> TokenPair:
+        session = await auth.create_session(uid, request)
+        data = {"session_id": session.session_id}
+        return TokenPair(
+            access_token=auth.create_access_token(uid=uid, fresh=True, data=data),
+            refresh_token=auth.create_refresh_token(uid=uid, data=data),
+            session_id=session.session_id,
+        )
+
+    @app.post("/login", tags=["tokens"])
+    async def login(credentials: Credentials, request: Request) -> TokenPair:
+        """Log in: a fresh access token and a refresh token for a new session."""
+        if not users.authenticate(credentials.username, credentials.password):
+            raise HTTPException(status_code=401, detail="wrong username or password")
+        return await issue_pair(credentials.username, request)
+
+    @app.get("/me", tags=["protected"])
+    async def me(payload: Access) -> Me:
+        """A protected route: who the access token belongs to."""
+        return Me(uid=str(payload.sub), session_id=_session_of(payload), fresh=bool(payload.fresh))
+
+    @app.post("/refresh", tags=["tokens"])
+    async def refresh(payload: Refresh) -> AccessToken:
+        """Trade the refresh token for a new (not fresh) access token of the same session."""
+        session_id = _session_of(payload)
+        data = {"session_id": session_id} if session_id else None
+        return AccessToken(access_token=auth.create_access_token(uid=str(payload.sub), data=data))
+
+    @app.post("/logout", tags=["revocation"])
+    async def logout(payload: Access) -> Message:
+        """Revoke the presented access token only; the user's other tokens keep working."""
+        await revocation.revoke_token(payload)
+        return Message(message="this token is revoked")
+
+    @app.post("/logout-session", tags=["revocation"])
+    async def logout_session(payload: Access) -> Message:
+        """Revoke this token's session: its access tokens and its refresh token."""
+        session_id = _session_of(payload)
+        if session_id is None:
+            raise HTTPException(status_code=400, detail="this token carries no session")
+        await auth.revoke_session(session_id)
+        return Message(message="this session is revoked")
+
+    @app.post("/logout-all", tags=["revocation"])
+    async def logout_all(payload: Access) -> Message:
+        """Log out everywhere: one epoch bump revokes every token of the user."""
+        uid = str(payload.sub)
+        await revocation.bump_user_epoch(uid, reason="logout_all")
+        await sessions.delete_all_by_user(uid)
+        return Message(message="every token of this user is revoked")
+
+    @app.post("/change-password", tags=["revocation"])
+    async def change_password(change: PasswordChange, request: Request, payload: Fresh) -> TokenPair:
+        """Change the password (fresh token required): every older token dies; a new pair is returned."""
+        uid = str(payload.sub)
+        if not users.authenticate(uid, change.current_password):
+            raise HTTPException(status_code=403, detail="the current password is wrong")
+        users.set_password(uid, change.new_password)
+        await revocation.bump_user_epoch(uid, reason="password_change")
+        await sessions.delete_all_by_user(uid)
+        return await issue_pair(uid, request)
+
+    @app.get("/sessions", tags=["protected"])
+    async def list_sessions(payload: Access) -> list[SessionInfo]:
+        """The user's active sessions."""
+        return await auth.list_sessions(str(payload.sub))
+
+    return app
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 8000, store: str = DEFAULT_STORE) -> None:
+    """Run the demo with uvicorn until interrupted.
+
+    Raises:
+        SystemExit: uvicorn is missing (install the ``demo`` extra).
+    """
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise SystemExit("the demo needs uvicorn: pip install 'authx-epoch[demo]'") from exc
+    app = create_app(store)
+    print(f"authx-epoch demo: store {store}, Swagger UI at http://{host}:{port}/docs", file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Parse the command line and run the demo."""
+    parser = argparse.ArgumentParser(prog="python -m authx_epoch.demo", description="Run the authx-epoch demo app.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    parser.add_argument("--store", default=DEFAULT_STORE, help="revocation store URL (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        serve(host=args.host, port=args.port, store=args.store)
+    except ConfigurationError as exc:
+        parser.exit(2, f"authx-epoch demo: {exc}\n")
+
+
+if __name__ == "__main__":
+    main()
