@@ -76,9 +76,18 @@ ON CONFLICT (scope) DO UPDATE SET
 RETURNING {_RECORD}
 """
 
+# An expired row counts as missing: it is recreated (moving forward, never reusing its epoch),
+# not extended, exactly as if the lazy purge had already deleted it.
 _ENSURE_USER = f"""
 INSERT INTO epochs (scope, epoch, created_at, expires_at) VALUES (:scope, :clock, :now, :expires_at)
-ON CONFLICT (scope) DO UPDATE SET expires_at = max(coalesce(epochs.expires_at, 0), excluded.expires_at)
+ON CONFLICT (scope) DO UPDATE SET
+    epoch = CASE WHEN epochs.expires_at <= excluded.created_at
+        THEN max(epochs.epoch + 1, excluded.epoch) ELSE epochs.epoch END,
+    created_at = CASE WHEN epochs.expires_at <= excluded.created_at
+        THEN excluded.created_at ELSE epochs.created_at END,
+    bumped_at = CASE WHEN epochs.expires_at <= excluded.created_at THEN NULL ELSE epochs.bumped_at END,
+    reason = CASE WHEN epochs.expires_at <= excluded.created_at THEN NULL ELSE epochs.reason END,
+    expires_at = max(coalesce(epochs.expires_at, 0), excluded.expires_at)
 RETURNING {_RECORD}
 """
 
