@@ -26,6 +26,9 @@ AUTHX_CLAIMS = frozenset(
 
 #: Tokens longer than this are not parsed before verification (see ``ClaimReader``).
 DEFAULT_MAX_TOKEN_BYTES = 16 * 1024
+#: Tokens longer than this are parsed every time instead of being remembered, so that the memo
+#: holds at most ``memo_size`` times this many characters whatever clients send (8 MiB by default).
+DEFAULT_MEMO_MAX_CHARS = 2048
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class StampState(Enum):
     MALFORMED = "malformed"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TokenClaims:
     """The claims of one token that matter to the check, already type-checked.
 
@@ -87,6 +90,30 @@ class TokenClaims:
     stamp: StampState = StampState.UNSTAMPED
     user_epoch: int = 0
     global_epoch: int = 0
+
+    def __init__(
+        self,
+        sub: str,
+        jti: Optional[str] = None,
+        session_id: Optional[str] = None,
+        iat: Optional[float] = None,
+        exp: Optional[float] = None,
+        stamp: StampState = StampState.UNSTAMPED,
+        user_epoch: int = 0,
+        global_epoch: int = 0,
+    ) -> None:
+        # Built for every token not yet in the memo; the frozen dataclass's generated __init__
+        # (one object.__setattr__ per field) costs more than parsing the payload. Writing the
+        # instance dict once keeps the object frozen to callers.
+        fields = self.__dict__
+        fields["sub"] = sub
+        fields["jti"] = jti
+        fields["session_id"] = session_id
+        fields["iat"] = iat
+        fields["exp"] = exp
+        fields["stamp"] = stamp
+        fields["user_epoch"] = user_epoch
+        fields["global_epoch"] = global_epoch
 
 
 def _valid_epoch(value: object) -> bool:
@@ -174,11 +201,14 @@ class ClaimReader:
         names: The claim names to read.
         max_bytes: Tokens longer than this are not parsed here.
         memo_size: How many tokens to remember; 0 disables the memo.
+        memo_max_chars: Tokens longer than this are read every time, never remembered: the
+            tokens are not verified yet, so this bounds the memory clients can make it hold.
     """
 
     names: ClaimNames = field(default_factory=ClaimNames)
     max_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     memo_size: int = 4096
+    memo_max_chars: int = DEFAULT_MEMO_MAX_CHARS
     _memo: dict[str, TokenClaims] = field(default_factory=dict, init=False, repr=False)
 
     def read(self, token: str) -> Optional[TokenClaims]:
@@ -193,7 +223,7 @@ class ClaimReader:
         if payload is None:
             return None
         claims = claims_from_mapping(payload, self.names)
-        if claims is not None and self.memo_size > 0:
+        if claims is not None and self.memo_size > 0 and len(token) <= self.memo_max_chars:
             if len(memo) >= self.memo_size:
                 # FIFO eviction: cheaper than LRU bookkeeping on every hit, and a hot token that
                 # gets evicted is simply parsed again.
