@@ -57,3 +57,9 @@ def store(request: pytest.FixtureRequest) -> Store:
     """A fresh, empty store of every backend in turn."""
     backend: Store = request.getfixturevalue(request.param)
     return backend
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``@pytest.mark.anyio``) run on asyncio, the loop FastAPI apps run on."""
+    return "asyncio"

@@ -4,8 +4,6 @@
 what the library answers with what AuthX alone answers for the same request.
 """
 
-from __future__ import annotations
-
 import base64
 import datetime as dt
 import json

@@ -172,6 +172,9 @@ class SqliteStore:
             return conn
         if conn is not None:
             self._drop(conn)
+            # Forget it before reopening: if the reopen fails and the original file comes back,
+            # the identity would match again and the closed connection would be handed out forever.
+            setattr(self._local, slot, None)
         try:
             conn = sqlite3.connect(
                 self.path,
