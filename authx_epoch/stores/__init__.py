@@ -6,6 +6,8 @@
 |---|---|
 | ``memory://`` | ``MemoryStore``: this process only |
 | ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` | ``SqliteStore``: every process of one machine |
+| ``redis://``, ``rediss://``, ``unix://`` | ``RedisStore``: every process that reaches the Redis (extra ``redis``) |
+| ``redis+cluster://h1:p1,h2:p2``, ``rediss+cluster://`` | ``RedisStore`` on Redis Cluster (extra ``redis``) |
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ __all__ = ["AsyncFromSync", "AsyncStore", "MemoryStore", "SqliteStore", "Store",
 #: What ``install(store=...)`` accepts: a URL or a ready backend object.
 StoreSpec = Union[str, os.PathLike[str], Store]
 
-_SCHEMES = ("memory://", "sqlite:///")
+_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def open_store(spec: StoreSpec) -> Store:
@@ -57,5 +60,20 @@ def open_store(spec: StoreSpec) -> Store:
                 f"got {spec!r}"
             )
         return SqliteStore(spec[len("sqlite:///") :])
+    if scheme in _REDIS_SCHEMES:
+        return _open_redis(spec)
     known = ", ".join(_SCHEMES)
     raise ConfigurationError(f"unknown store URL {spec!r}: the schemes known are {known}")
+
+
+def _open_redis(url: str) -> Store:
+    # Imported here: redis is an optional dependency, and memory/SQLite users never load it.
+    try:
+        from authx_epoch.stores.redis import RedisStore
+    except ImportError as exc:
+        if exc.name is not None and exc.name.split(".")[0] in ("redis", "hiredis"):
+            raise ConfigurationError(
+                f"the store URL {url.split('://')[0]}://... needs the redis client: pip install 'authx-epoch[redis]'"
+            ) from exc
+        raise
+    return RedisStore.from_url(url)

@@ -1,0 +1,663 @@
+"""``redis://``, ``rediss://``, ``unix://`` and ``redis+cluster://``: the store shared by every worker.
+
+Needs the ``redis`` extra: ``pip install 'authx-epoch[redis]'``.
+
+One check is one ``MGET`` on one Redis (one command, one round trip). On Redis Cluster a user's
+record and revoked jtis share a hash slot, while the global record and session ids live in
+slots of their own; the check reads them with one ``MGET`` per slot, sent to their nodes in
+parallel (2 commands, 3 with a session id; one round trip of wall time). Writes are Lua scripts,
+so concurrent bumps never lose an increment. Every driver error or timeout becomes
+``StoreUnavailableError`` (a 503 in fail-closed mode); the client reconnects on its own, so
+service resumes when Redis is back. The key layout is described in ``_redis_codec``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, Optional, Union, cast
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.retry import Retry
+
+from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry, Stamps, StoreStats
+from authx_epoch.stores._redis_codec import DEFAULT_PREFIX, Call, KeySpace, Value
+from authx_epoch.stores.base import AsyncStore, SyncStore
+
+__all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore"]
+
+#: Default socket and connect timeouts (seconds): a hung Redis fails a request fast.
+DEFAULT_TIMEOUT = 0.25
+
+AnyRedis = Union["redis.Redis", "redis.cluster.RedisCluster"]
+AnyAsyncRedis = Union["redis.asyncio.Redis", "redis.asyncio.cluster.RedisCluster"]
+
+_BATCH = 500
+_OPTIONS = ("prefix", "socket_timeout", "socket_connect_timeout")
+_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, ValueError, IndexError)
+
+
+@contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    # A plain context manager also works around awaits, so both twins share it.
+    try:
+        yield
+    except _ERRORS as exc:
+        raise StoreUnavailableError(f"Redis store unavailable ({what}): {type(exc).__name__}: {exc}") from exc
+
+
+def _retry() -> Retry:
+    # One immediate retry on a broken connection (a pooled socket that died when Redis restarted),
+    # none on a timeout (a hung Redis must fail the request, not hold it). redis-py's default is
+    # ten retries with backoff, which would turn an outage into seconds-long requests.
+    return Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+def _async_retry() -> AsyncRetry:
+    return AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
+
+
+@dataclass(frozen=True)
+class _Options:
+    prefix: str = DEFAULT_PREFIX
+    socket_timeout: float = DEFAULT_TIMEOUT
+    socket_connect_timeout: float = DEFAULT_TIMEOUT
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, hosts = parts.netloc.rsplit("@", 1)
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
+
+
+def _timeout(name: str, value: object) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds < 3600:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _split_options(url: str, overrides: dict[str, Any]) -> tuple[str, _Options]:
+    """Remove authx-epoch's own options from the URL query; keyword arguments win over the query."""
+    parts = urlsplit(url)
+    ours: dict[str, Any] = {}
+    rest = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in _OPTIONS:
+            ours[name] = value
+        else:
+            rest.append((name, value))
+    ours.update({name: value for name, value in overrides.items() if value is not None})
+    options = _Options(
+        prefix=str(ours.get("prefix", DEFAULT_PREFIX)),
+        socket_timeout=_timeout("socket_timeout", ours.get("socket_timeout", DEFAULT_TIMEOUT)),
+        socket_connect_timeout=_timeout("socket_connect_timeout", ours.get("socket_connect_timeout", DEFAULT_TIMEOUT)),
+    )
+    return urlunsplit(parts._replace(query=urlencode(rest))), options
+
+
+def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """Parse ``redis+cluster://[user:password@]host:port[,host:port...][/]``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    credentials: dict[str, Any] = {}
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        credentials = {"username": unquote(user) or None, "password": unquote(password) or None}
+    if parts.path not in ("", "/"):
+        raise ConfigurationError(
+            f"a Redis Cluster URL has no database path (Cluster has only db 0), got {_redact(url)!r}"
+        )
+    nodes = []
+    for item in netloc.split(","):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"a Redis Cluster URL lists host:port pairs, e.g. 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000', "
+                f"got {item!r} in {_redact(url)!r}"
+            )
+        nodes.append((host.strip("[]"), int(port)))
+    return nodes, credentials
+
+
+# -- I/O: the blocking twin ----------------------------------------------------------------
+
+
+class _SyncRedis:
+    """The blocking side: sends what ``KeySpace`` builds, hands back what Redis answers."""
+
+    def __init__(self, keys: KeySpace, kind: str, factory: Callable[[], AnyRedis], owned: bool) -> None:
+        self.kind = kind
+        self._keys = keys
+        self._factory = factory
+        self._owned = owned
+        self._client: Optional[AnyRedis] = None
+
+    def _redis(self) -> AnyRedis:
+        client = self._client
+        if client is None:
+            # Built on first use: a Cluster client contacts the cluster when it is built, and an
+            # outage at start-up must be a StoreUnavailableError, not a crash at import.
+            client = self._client = self._factory()
+        return client
+
+    def _eval(self, call: Call) -> Any:
+        client = self._redis()
+        try:
+            return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            # Scripts are cached by the server, and lost on restart or SCRIPT FLUSH.
+            return client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+
+    def _mget(self, keys: Sequence[bytes]) -> list[Value]:
+        client = self._redis()
+        if self._keys.cluster:
+            return cast("list[Value]", client.mget_nonatomic(keys))  # type: ignore[union-attr]
+        return cast("list[Value]", client.mget(keys))
+
+    def setup(self, now: float) -> EpochRecord:
+        """See ``SyncStore.setup``."""
+        with _unavailable("setup"):
+            return self._keys.record_of(self._eval(self._keys.setup_call(now)))
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """See ``SyncStore.fetch``."""
+        keys = self._keys
+        with _unavailable("check"):
+            values = self._mget(keys.check_keys(uid, jti, session_id))
+        return keys.check_state(values, jti, session_id, now)
+
+    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """See ``SyncStore.issue``."""
+        keys = self._keys
+        with _unavailable("issue"):
+            answer = self._eval(keys.issue_call(uid, now, expires_at))
+            global_raw = self._eval(keys.setup_call(now)) if keys.cluster else None
+            return keys.stamps(answer, global_raw)
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """See ``SyncStore.bump_user``."""
+        with _unavailable("bump_user"):
+            return self._keys.record_of(self._eval(self._keys.bump_user_call(uid, now, reason, expires_at)))
+
+    def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """See ``SyncStore.bump_global``."""
+        with _unavailable("bump_global"):
+            return self._keys.record_of(self._eval(self._keys.bump_global_call(now, reason)))
+
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_token``."""
+        with _unavailable("revoke_token"):
+            self._eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_session``."""
+        with _unavailable("revoke_session"):
+            self._eval(self._keys.revoke_session_call(session_id, expires_at, now))
+
+    def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_user``."""
+        return self.fetch(uid, None, None, now).user
+
+    def get_global(self, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_global``."""
+        return self.fetch("", None, None, now).global_
+
+    def _scan(self) -> list[tuple[bytes, Value]]:
+        client = self._redis()
+        pairs: list[tuple[bytes, Value]] = []
+        found = client.scan_iter(match=self._keys.pattern, count=_BATCH)
+        while batch := list(islice(found, _BATCH)):
+            pairs += zip(batch, self._mget(batch), strict=True)
+        return pairs
+
+    def stats(self, now: float) -> StoreStats:
+        """See ``SyncStore.stats`` (scans the prefix: O(keys))."""
+        with _unavailable("stats"):
+            return self._keys.tally(self._scan(), now, self.kind)
+
+    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
+        """See ``SyncStore.export_entries`` (scans the prefix)."""
+        with _unavailable("export"):
+            pairs = self._scan()
+        return self._keys.entries(pairs, now)
+
+    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """See ``SyncStore.import_entries``."""
+        keys, count = self._keys, 0
+        with _unavailable("import"):
+            client = self._redis()
+            for entry in entries:
+                key = keys.import_key(entry)
+                if key is not None:
+                    # Compare-and-set until no concurrent write slipped in between read and write.
+                    while not self._eval(keys.merge_call(entry, key, cast(Value, client.get(key)), now)):
+                        pass
+                elif (call := keys.revoke_call_for(entry, now)) is not None:
+                    self._eval(call)
+                else:
+                    continue
+                count += 1
+        return count
+
+    def wipe(self) -> None:
+        """Delete every key under this store's prefix (never anything else: no FLUSHALL)."""
+        with _unavailable("wipe"):
+            client = self._redis()
+            found = client.scan_iter(match=self._keys.pattern, count=_BATCH)
+            while batch := list(islice(found, _BATCH)):
+                client.delete(*batch)
+
+    def close(self) -> None:
+        """Close the client if this store built it."""
+        client, self._client = self._client, None
+        if client is not None and self._owned:
+            client.close()
+
+
+# -- I/O: the asyncio twin -----------------------------------------------------------------
+
+
+async def _keeper(client: AnyAsyncRedis) -> AsyncIterator[None]:
+    """Closes ``client`` when its event loop shuts down (``asyncio.run`` finalizes async generators).
+
+    An asyncio client is bound to the loop it first ran on; closing it from anywhere else is
+    impossible, and leaving it open leaks sockets.
+    """
+    try:
+        yield
+    finally:
+        # Best effort: the server may be gone.
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+class _AsyncRedis:
+    """The asyncio side: the same calls as ``_SyncRedis``, awaited."""
+
+    def __init__(
+        self, keys: KeySpace, kind: str, factory: Callable[[], AnyAsyncRedis], fixed: Optional[AnyAsyncRedis]
+    ) -> None:
+        self.kind = kind
+        self._keys = keys
+        self._factory = factory
+        self._fixed = fixed
+        # A client per event loop for the clients this store builds (tests, asyncio.run() per job).
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._client: Optional[AnyAsyncRedis] = None
+
+    async def _redis(self) -> AnyAsyncRedis:
+        if self._fixed is not None:
+            return self._fixed
+        loop = asyncio.get_running_loop()
+        if loop is self._loop and self._client is not None:
+            return self._client
+        found = self._clients.get(loop)
+        if found is None:
+            client = self._factory()
+            keeper = _keeper(client)
+            await keeper.__anext__()
+            found = self._clients[loop] = (client, keeper)
+        self._loop, self._client = loop, found[0]
+        return found[0]
+
+    async def _eval(self, call: Call) -> Any:
+        client = await self._redis()
+        try:
+            return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            return await client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+
+    async def _mget(self, keys: Sequence[bytes]) -> list[Value]:
+        client = await self._redis()
+        if self._keys.cluster:
+            return cast("list[Value]", await client.mget_nonatomic(keys))  # type: ignore[union-attr]
+        return cast("list[Value]", await client.mget(keys))
+
+    async def setup(self, now: float) -> EpochRecord:
+        """See ``SyncStore.setup``."""
+        with _unavailable("setup"):
+            return self._keys.record_of(await self._eval(self._keys.setup_call(now)))
+
+    async def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
+        """See ``SyncStore.fetch``."""
+        keys = self._keys
+        with _unavailable("check"):
+            values = await self._mget(keys.check_keys(uid, jti, session_id))
+        return keys.check_state(values, jti, session_id, now)
+
+    async def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+        """See ``SyncStore.issue``."""
+        keys = self._keys
+        with _unavailable("issue"):
+            if not keys.cluster:
+                return keys.stamps(await self._eval(keys.issue_call(uid, now, expires_at)))
+            # The user's slot and the global record's slot are on different nodes: ask both at once.
+            answer, global_raw = await asyncio.gather(
+                self._eval(keys.issue_call(uid, now, expires_at)), self._eval(keys.setup_call(now))
+            )
+            return keys.stamps(answer, global_raw)
+
+    async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
+        """See ``SyncStore.bump_user``."""
+        with _unavailable("bump_user"):
+            return self._keys.record_of(await self._eval(self._keys.bump_user_call(uid, now, reason, expires_at)))
+
+    async def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
+        """See ``SyncStore.bump_global``."""
+        with _unavailable("bump_global"):
+            return self._keys.record_of(await self._eval(self._keys.bump_global_call(now, reason)))
+
+    async def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_token``."""
+        with _unavailable("revoke_token"):
+            await self._eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
+
+    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+        """See ``SyncStore.revoke_session``."""
+        with _unavailable("revoke_session"):
+            await self._eval(self._keys.revoke_session_call(session_id, expires_at, now))
+
+    async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_user``."""
+        return (await self.fetch(uid, None, None, now)).user
+
+    async def get_global(self, now: float) -> Optional[EpochRecord]:
+        """See ``SyncStore.get_global``."""
+        return (await self.fetch("", None, None, now)).global_
+
+    async def _scan(self) -> list[tuple[bytes, Value]]:
+        client = await self._redis()
+        found = [key async for key in client.scan_iter(match=self._keys.pattern, count=_BATCH)]
+        pairs: list[tuple[bytes, Value]] = []
+        for start in range(0, len(found), _BATCH):
+            batch = found[start : start + _BATCH]
+            pairs += zip(batch, await self._mget(batch), strict=True)
+        return pairs
+
+    async def stats(self, now: float) -> StoreStats:
+        """See ``SyncStore.stats`` (scans the prefix: O(keys))."""
+        with _unavailable("stats"):
+            return self._keys.tally(await self._scan(), now, self.kind)
+
+    async def export_entries(self, now: float) -> list[SnapshotEntry]:
+        """See ``SyncStore.export_entries`` (scans the prefix)."""
+        with _unavailable("export"):
+            pairs = await self._scan()
+        return list(self._keys.entries(pairs, now))
+
+    async def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
+        """See ``SyncStore.import_entries``."""
+        keys, count = self._keys, 0
+        with _unavailable("import"):
+            client = await self._redis()
+            for entry in entries:
+                key = keys.import_key(entry)
+                if key is not None:
+                    while not await self._eval(keys.merge_call(entry, key, cast(Value, await client.get(key)), now)):
+                        pass
+                elif (call := keys.revoke_call_for(entry, now)) is not None:
+                    await self._eval(call)
+                else:
+                    continue
+                count += 1
+        return count
+
+    async def wipe(self) -> None:
+        """Delete every key under this store's prefix (never anything else: no FLUSHALL)."""
+        with _unavailable("wipe"):
+            client = await self._redis()
+            found = [key async for key in client.scan_iter(match=self._keys.pattern, count=_BATCH)]
+            for start in range(0, len(found), _BATCH):
+                await client.delete(*found[start : start + _BATCH])
+
+    async def close(self) -> None:
+        """Close this event loop's client if this store built it."""
+        if self._fixed is not None:
+            return
+        found = self._clients.pop(asyncio.get_running_loop(), None)
+        self._loop = self._client = None
+        if found is not None:
+            await found[1].aclose()
+
+
+# -- building clients ----------------------------------------------------------------------
+
+
+def _plain_settings(client: Any) -> Optional[dict[str, Any]]:
+    """The connection settings of a plain (non-Cluster, non-Sentinel) client, to build its twin."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or type(pool).__name__ != "ConnectionPool":
+        return None
+    kwargs = pool.connection_kwargs
+    settings: dict[str, Any] = {
+        name: kwargs[name]
+        for name in ("db", "username", "password", "socket_timeout", "socket_connect_timeout", "client_name")
+        if name in kwargs
+    }
+    connection = pool.connection_class.__name__
+    if connection == "UnixDomainSocketConnection":
+        settings["unix_socket_path"] = kwargs.get("path")
+    elif connection in ("Connection", "SSLConnection"):
+        settings.update(host=kwargs.get("host", "localhost"), port=kwargs.get("port", 6379))
+        if connection == "SSLConnection":
+            settings["ssl"] = True
+            for name in ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname"):
+                if name in kwargs:
+                    settings[name] = kwargs[name]
+    else:
+        return None
+    return settings
+
+
+def _missing(side: str, given: str) -> Callable[[], Any]:
+    def fail() -> Any:
+        raise ConfigurationError(
+            f"this RedisStore was given only {given}, and its settings cannot be copied (a Cluster, Sentinel or "
+            f"custom pool): pass the {side} client too, e.g. RedisStore(client=..., sync_client=...)"
+        )
+
+    return fail
+
+
+def _decodes(client: Any) -> bool:
+    get_encoder = getattr(client, "get_encoder", None)
+    if get_encoder is None:
+        return False
+    return bool(getattr(get_encoder(), "decode_responses", False))
+
+
+class RedisStore:
+    """A store in Redis or Redis Cluster (or Valkey), shared by every process that uses the same prefix.
+
+    Build it from a URL (``RedisStore.from_url`` or ``install(auth, store="redis://...")``) or
+    from clients you built yourself (for Sentinel, custom TLS, credential providers)::
+
+        RedisStore(client=redis.asyncio.Redis(...), sync_client=redis.Redis(...), prefix="myapp")
+
+    The asyncio client serves checks; the blocking one stamps tokens (AuthX mints synchronously)
+    and serves ``revocation.sync``. Given only one of them, the store builds the other from its
+    settings when it is a plain client (host/port, TLS or unix socket); for a Cluster, Sentinel or
+    custom pool the missing side raises ``ConfigurationError`` when used, so pass both. Clients
+    given to the store are never closed by it; clients it builds are. Clients must not decode
+    responses (``decode_responses=False``, the default): values are msgpack bytes.
+
+    Args:
+        client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``.
+        sync_client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` over the same data.
+        prefix: The namespace of the keys (no braces); several apps can share one Redis.
+    """
+
+    def __init__(
+        self,
+        client: Optional[AnyAsyncRedis] = None,
+        *,
+        sync_client: Optional[AnyRedis] = None,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        """Wrap clients you built; see the class docs."""
+        if client is None and sync_client is None:
+            raise ConfigurationError(
+                "RedisStore needs a client (redis.asyncio.Redis or RedisCluster), or use RedisStore.from_url(url)"
+            )
+        if client is not None and not isinstance(client, (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster)):
+            raise ConfigurationError(
+                "client must be a redis.asyncio.Redis or redis.asyncio.cluster.RedisCluster, "
+                f"got {type(client).__name__}"
+            )
+        if sync_client is not None and not isinstance(sync_client, (redis.Redis, redis.cluster.RedisCluster)):
+            raise ConfigurationError(
+                f"sync_client must be a redis.Redis or redis.cluster.RedisCluster, got {type(sync_client).__name__}"
+            )
+        if _decodes(client) or _decodes(sync_client):
+            raise ConfigurationError("build the Redis clients with decode_responses=False: values are msgpack bytes")
+        cluster = isinstance(client, redis.asyncio.cluster.RedisCluster) or isinstance(
+            sync_client, redis.cluster.RedisCluster
+        )
+        if (
+            client is not None
+            and sync_client is not None
+            and isinstance(client, redis.asyncio.cluster.RedisCluster)
+            != isinstance(sync_client, redis.cluster.RedisCluster)
+        ):
+            raise ConfigurationError("client and sync_client must both be Cluster clients, or neither")
+        keys = KeySpace(prefix, cluster=cluster)
+        kind = "redis+cluster" if cluster else "redis"
+        sync_factory: Callable[[], AnyRedis]
+        async_factory: Callable[[], AnyAsyncRedis]
+        if sync_client is not None:
+            fixed_sync = sync_client
+            sync_factory, sync_owned = (lambda: fixed_sync), False
+        else:
+            settings = _plain_settings(client)
+            sync_owned = True
+            if settings is None:
+                sync_factory = _missing("blocking (sync_client=redis.Redis(...))", "an asyncio client")
+            else:
+                sync_factory = lambda: redis.Redis(retry=_retry(), **settings)  # noqa: E731
+        async_settings = _plain_settings(sync_client) if client is None else {}
+        if async_settings is None:
+            async_factory = _missing("asyncio (client=redis.asyncio.Redis(...))", "a blocking client")
+        else:
+            async_factory = lambda: redis.asyncio.Redis(retry=_async_retry(), **async_settings)  # noqa: E731
+        self._init(keys, kind, sync_factory, sync_owned, async_factory, client)
+
+    def _init(
+        self,
+        keys: KeySpace,
+        kind: str,
+        sync_factory: Callable[[], AnyRedis],
+        sync_owned: bool,
+        async_factory: Callable[[], AnyAsyncRedis],
+        async_fixed: Optional[AnyAsyncRedis],
+    ) -> None:
+        self.prefix = keys.prefix
+        self.kind = kind
+        self._sync = _SyncRedis(keys, kind, sync_factory, sync_owned)
+        self._aio = _AsyncRedis(keys, kind, async_factory, async_fixed)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: Optional[str] = None,
+        socket_timeout: Optional[float] = None,
+        socket_connect_timeout: Optional[float] = None,
+    ) -> RedisStore:
+        """Build a store from a URL.
+
+        ``redis://[user:password@]host:port/db``, ``rediss://`` (TLS), ``unix:///path/redis.sock?db=0``
+        and ``redis+cluster://host:port,host:port`` (``rediss+cluster://`` for TLS). The query may
+        set ``prefix``, ``socket_timeout`` and ``socket_connect_timeout`` (seconds, default 0.25),
+        plus any option redis-py's ``from_url`` understands on a single Redis. Keyword arguments
+        win over the query.
+
+        Raises:
+            ConfigurationError: The URL or an option is malformed.
+        """
+        overrides = {
+            "prefix": prefix,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_connect_timeout,
+        }
+        cleaned, options = _split_options(url, overrides)
+        scheme = urlsplit(url).scheme.lower()
+        timeouts: dict[str, Any] = {
+            "socket_timeout": options.socket_timeout,
+            "socket_connect_timeout": options.socket_connect_timeout,
+        }
+        self = cls.__new__(cls)
+        if scheme in ("redis+cluster", "rediss+cluster"):
+            if urlsplit(cleaned).query:
+                raise ConfigurationError(
+                    f"a Redis Cluster URL takes only the options {', '.join(_OPTIONS)}; got {urlsplit(cleaned).query!r}"
+                )
+            nodes, credentials = _cluster_nodes(cleaned)
+            settings = {**credentials, **timeouts, "ssl": scheme == "rediss+cluster"}
+
+            def sync_cluster() -> AnyRedis:
+                startup = [redis.cluster.ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
+                return redis.cluster.RedisCluster(startup_nodes=startup, retry=_retry(), **settings)
+
+            def async_cluster() -> AnyAsyncRedis:
+                startup = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes]
+                return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, retry=_async_retry(), **settings)
+
+            keys = KeySpace(options.prefix, cluster=True)
+            self._init(keys, "redis+cluster", sync_cluster, True, async_cluster, None)
+            return self
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ConfigurationError(f"not a Redis URL: {_redact(url)!r}")
+        try:
+            probe = redis.Redis.from_url(cleaned, retry=_retry(), **timeouts)
+            # redis-py only notices an unknown query option when it first connects; instantiating
+            # a connection object (no I/O) surfaces it now, as a configuration error.
+            probe.connection_pool.connection_class(**probe.connection_pool.connection_kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
+        keys = KeySpace(options.prefix)
+
+        def async_single() -> AnyAsyncRedis:
+            return redis.asyncio.Redis.from_url(cleaned, retry=_async_retry(), **timeouts)
+
+        self._init(keys, "redis", lambda: probe, True, async_single, None)
+        return self
+
+    @property
+    def sync(self) -> SyncStore:
+        """The blocking side."""
+        return self._sync
+
+    @property
+    def aio(self) -> AsyncStore:
+        """The asyncio side."""
+        return self._aio
+
+    def close(self) -> None:
+        """Close the blocking client (asyncio clients close with their event loop, or via ``aio.close()``)."""
+        self._sync.close()
