@@ -1,0 +1,50 @@
+"""Stores: chosen by URL, or given as an object."""
+
+import tempfile
+from pathlib import Path
+
+from authx import AuthX, AuthXConfig
+
+import authx_epoch
+
+
+def new_auth() -> AuthX:
+    return AuthX(
+        config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!", JWT_TOKEN_LOCATION=["headers"])
+    )
+
+
+workdir = Path(tempfile.mkdtemp())
+
+# --8<-- [start:urls]
+memory = authx_epoch.install(new_auth(), store="memory://")  # one process: tests, development
+relative = authx_epoch.install(new_auth(), store=f"sqlite:///{workdir / 'revocation.db'}")  # the default kind
+shared = authx_epoch.SqliteStore(workdir / "shared.db")  # or build the store yourself
+web = authx_epoch.install(new_auth(), store=shared)
+# --8<-- [end:urls]
+
+# --8<-- [start:shared]
+# Two AuthX apps (think: two worker processes) on one SQLite file see each other's bumps.
+worker_a, worker_b = new_auth(), new_auth()
+revocation_a = authx_epoch.install(worker_a, store=f"sqlite:///{workdir / 'workers.db'}")
+revocation_b = authx_epoch.install(worker_b, store=f"sqlite:///{workdir / 'workers.db'}")
+token = worker_a.create_access_token(uid="alice")
+assert revocation_b.sync.check(token).accepted
+revocation_a.sync.bump_user_epoch("alice", reason="password_change")
+assert revocation_b.sync.check(token).reason is authx_epoch.Reason.USER_EPOCH
+# --8<-- [end:shared]
+
+# --8<-- [start:bad]
+try:
+    authx_epoch.install(new_auth(), store="sqlite:///no/such/directory/revocation.db")
+except authx_epoch.ConfigurationError as error:
+    print(f"refused at install(): {error}")
+else:
+    raise AssertionError("an unusable path was accepted")
+# --8<-- [end:bad]
+
+assert memory.sync.stats().kind == "memory"
+assert relative.sync.stats().kind == web.sync.stats().kind == "sqlite"
+
+for service in (memory, relative, web, revocation_a, revocation_b):
+    service.store.close()
