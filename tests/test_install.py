@@ -634,6 +634,25 @@ def near_expiry(h: Harness, uid: str = "alice", **data: Any) -> str:
     return h.auth.create_access_token(uid=uid, expiry=dt.timedelta(minutes=1), data=data or None)
 
 
+async def test_the_trap_is_real_authx_own_middleware_launders_a_bumped_cookie(
+    make: Callable[..., Harness], clock: FakeClock
+) -> None:
+    # Canary for the tests below: AuthX 1.7.1's own middleware (bypassing install()'s replacement)
+    # re-mints a revoked cookie into a valid one. If AuthX fixes this, this test says so.
+    h = make(auth_config=COOKIES)
+    h.app.middleware("http")(AuthX.implicit_refresh_middleware.__get__(h.auth))
+    token = near_expiry(h)
+    clock.advance(1)
+    await h.rev.bump_user_epoch("alice")
+    name = h.auth.config.JWT_ACCESS_COOKIE_NAME
+    async with client(h.app) as c:
+        c.cookies.set(name, token)
+        first = await c.get("/protected")
+        assert first.status_code == 401
+        assert name in first.cookies
+        assert (await c.get("/protected")).status_code == 200
+
+
 async def test_implicit_refresh_reminted_token_keeps_stamps_and_session(cookie_app: Harness) -> None:
     h = cookie_app
     token = near_expiry(h, session_id="s1", role="admin")
