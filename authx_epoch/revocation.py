@@ -85,6 +85,15 @@ def _timestamp(value: Union[dt.datetime, float, int], name: str) -> float:
     raise InvalidArgumentError(f"{name} must be an aware datetime or Unix seconds, got {type(value).__name__}")
 
 
+def _unix_time(value: object) -> Optional[float]:
+    # A raw token holds numbers; an AuthX TokenPayload holds exp as an aware datetime.
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -290,12 +299,7 @@ class _Core:
             raise InvalidTokenError("the token has no string sub; it is not a token this library stamps")
         if not isinstance(jti, str) or not jti:
             raise InvalidTokenError("the token has no jti, so it cannot be revoked alone; use bump_user_epoch instead")
-        exp, iat = payload.get("exp"), payload.get("iat")
-        expires_at = self.token_expiry(
-            float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None,
-            float(iat) if isinstance(iat, (int, float)) and not isinstance(iat, bool) else None,
-            now,
-        )
+        expires_at = self.token_expiry(_unix_time(payload.get("exp")), _unix_time(payload.get("iat")), now)
         return (uid, jti, expires_at) if expires_at > now else None
 
 
