@@ -1,0 +1,86 @@
+"""Per check: microseconds per blocklist call, next to PyJWT's own work on the same token.
+
+Two figures per variant: through AuthX (``await auth.is_token_in_blocklist(token)``, what a request
+pays) and the registered callback alone. The references time PyJWT's HS256 verify-and-decode and
+its decode without verification of the same token, and the claim reader on a memo miss.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jwt
+
+from authx_epoch.claims import ClaimReader
+from bench.stats import summary
+from bench.variants import SECRET, Built
+
+
+def _batch_size(built: Built, quick: bool) -> int:
+    network = built.variant.needs != "" or built.variant.name == "seed-redis"
+    if quick:
+        return 20 if network else 200
+    return 2_000 if network else 20_000
+
+
+async def _time_authx(built: Built, token: str, count: int) -> float:
+    check = built.auth.is_token_in_blocklist
+    started = time.perf_counter()
+    for _ in range(count):
+        await check(token)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+async def _time_callback(built: Built, token: str, count: int) -> float:
+    callback = built.auth.callback_is_token_in_blocklist
+    if callback is None:
+        return 0.0
+    started = time.perf_counter()
+    if inspect.iscoroutinefunction(callback):
+        for _ in range(count):
+            await callback(token)
+    else:
+        for _ in range(count):
+            callback(token)
+    return (time.perf_counter() - started) / count * 1e6
+
+
+def _time_sync(func: Callable[[], Any], count: int) -> float:
+    started = time.perf_counter()
+    for _ in range(count):
+        func()
+    return (time.perf_counter() - started) / count * 1e6
+
+
+async def run(
+    built_variants: Sequence[Built], tokens: dict[str, list[str]], rounds: int, quick: bool
+) -> dict[str, Any]:
+    """Time every variant and the references in ``rounds`` interleaved rounds."""
+    authx_us: dict[str, list[float]] = {b.variant.name: [] for b in built_variants}
+    callback_us: dict[str, list[float]] = {b.variant.name: [] for b in built_variants}
+    reference_token = tokens["epoch-memory"][0] if "epoch-memory" in tokens else tokens["floor"][0]
+    cold_reader = ClaimReader(memo_size=0)
+    references: dict[str, Callable[[], Any]] = {
+        "pyjwt_hs256_verify": lambda: jwt.decode(reference_token, SECRET, algorithms=["HS256"]),
+        "pyjwt_unverified_decode": lambda: jwt.decode(reference_token, options={"verify_signature": False}),
+        "claim_read_memo_miss": lambda: cold_reader.read(reference_token),
+    }
+    reference_us: dict[str, list[float]] = {name: [] for name in references}
+    for round_index in range(rounds):
+        shift = round_index % len(built_variants)
+        for built in [*built_variants[shift:], *built_variants[:shift]]:
+            token = tokens[built.variant.name][0]
+            count = _batch_size(built, quick)
+            authx_us[built.variant.name].append(await _time_authx(built, token, count))
+            callback_us[built.variant.name].append(await _time_callback(built, token, count))
+        for name, func in references.items():
+            reference_us[name].append(_time_sync(func, 200 if quick else 5_000))
+    return {
+        "variants": {
+            name: {"authx_us": summary(authx_us[name]), "callback_us": summary(callback_us[name])} for name in authx_us
+        },
+        "references": {name: summary(values) for name, values in reference_us.items()},
+    }
