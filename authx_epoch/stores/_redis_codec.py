@@ -54,6 +54,10 @@ _packer = msgpack.Packer(unicode_errors="surrogatepass", use_bin_type=True)
 Value = Optional[bytes]
 
 
+class UnreadableValueError(ValueError):
+    """Redis answered a write with a value this module cannot read (a damaged key)."""
+
+
 def _pack(value: Any) -> bytes:
     packed: bytes = _packer.pack(value)
     return packed
@@ -275,7 +279,7 @@ class KeySpace:
         user = decode_record(answer[0])
         global_ = decode_record(answer[1] if len(answer) > 1 else global_raw)
         if user is None or global_ is None:
-            raise ValueError("Redis answered an unreadable record")
+            raise UnreadableValueError("Redis answered an unreadable record")
         return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch)
 
     def bump_user_call(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Call:
@@ -299,7 +303,7 @@ class KeySpace:
         """The record a write script returned."""
         record = decode_record(raw)
         if record is None:
-            raise ValueError("Redis answered an unreadable record")
+            raise UnreadableValueError("Redis answered an unreadable record")
         return record
 
     # -- import ----------------------------------------------------------------------------

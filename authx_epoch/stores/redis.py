@@ -14,7 +14,7 @@ service resumes when Redis is back. The key layout is described in ``_redis_code
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +34,7 @@ from redis.retry import Retry
 
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
 from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry, Stamps, StoreStats
-from authx_epoch.stores._redis_codec import DEFAULT_PREFIX, Call, KeySpace, Value
+from authx_epoch.stores._redis_codec import DEFAULT_PREFIX, Call, KeySpace, UnreadableValueError, Value
 from authx_epoch.stores.base import AsyncStore, SyncStore
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore"]
@@ -47,7 +47,7 @@ AnyAsyncRedis = Union["redis.asyncio.Redis", "redis.asyncio.cluster.RedisCluster
 
 _BATCH = 500
 _OPTIONS = ("prefix", "socket_timeout", "socket_connect_timeout")
-_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, ValueError, IndexError)
+_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, UnreadableValueError)
 
 
 @contextmanager
@@ -113,7 +113,9 @@ def _split_options(url: str, overrides: dict[str, Any]) -> tuple[str, _Options]:
         socket_timeout=_timeout("socket_timeout", ours.get("socket_timeout", DEFAULT_TIMEOUT)),
         socket_connect_timeout=_timeout("socket_connect_timeout", ours.get("socket_connect_timeout", DEFAULT_TIMEOUT)),
     )
-    return urlunsplit(parts._replace(query=urlencode(rest))), options
+    # Not urlunsplit: it turns unix:///path into unix:/path, which redis-py rejects.
+    query = urlencode(rest)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else ""), options
 
 
 def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
@@ -153,13 +155,17 @@ class _SyncRedis:
         self._factory = factory
         self._owned = owned
         self._client: Optional[AnyRedis] = None
+        self._lock = threading.Lock()
 
     def _redis(self) -> AnyRedis:
         client = self._client
         if client is None:
             # Built on first use: a Cluster client contacts the cluster when it is built, and an
             # outage at start-up must be a StoreUnavailableError, not a crash at import.
-            client = self._client = self._factory()
+            with self._lock:
+                client = self._client
+                if client is None:
+                    client = self._client = self._factory()
         return client
 
     def _eval(self, call: Call) -> Any:
@@ -279,18 +285,45 @@ class _SyncRedis:
 # -- I/O: the asyncio twin -----------------------------------------------------------------
 
 
-async def _keeper(client: AnyAsyncRedis) -> AsyncIterator[None]:
-    """Closes ``client`` when its event loop shuts down (``asyncio.run`` finalizes async generators).
+def _close_now(client: AnyAsyncRedis) -> None:
+    """Close every socket of an asyncio client without awaiting anything."""
+    # redis-py has no synchronous close for asyncio clients; a connection's _close() is what it
+    # uses itself when a connection is collected. Awaiting aclose() is not an option here: a
+    # loop that shuts down cancels the task that would run it.
+    try:
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            manager = client.nodes_manager
+            nodes = [*manager.nodes_cache.values(), *manager.startup_nodes.values()]
+            connections: list[Any] = [conn for node in nodes for conn in node._connections]
+            client._initialize = True  # what aclose() sets: the client counts as closed
+        else:
+            pool = client.connection_pool
+            connections = [*pool._available_connections, *pool._in_use_connections]
+    except AttributeError:  # a redis-py without these internals: nothing more can be done
+        return
+    for connection in connections:
+        try:
+            connection._close()
+        except (AttributeError, RuntimeError, OSError):  # already closed, or its loop is gone
+            continue
 
-    An asyncio client is bound to the loop it first ran on; closing it from anywhere else is
-    impossible, and leaving it open leaks sockets.
+
+async def _keeper(client: AnyAsyncRedis) -> AsyncIterator[None]:
+    """Closes ``client`` when its event loop shuts down, or when the store that holds it is dropped.
+
+    An asyncio client is bound to the loop it first ran on and can only be closed there. The
+    loop finalizes this generator at shutdown (``asyncio.run`` and ``asyncio.Runner`` do), or
+    when the store is garbage collected while the loop runs.
     """
     try:
         yield
     finally:
-        # Best effort: the server may be gone.
-        with contextlib.suppress(Exception):
-            await client.aclose()
+        _close_now(client)
+
+
+async def _initialize(client: AnyAsyncRedis) -> None:
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+        await client.initialize()
 
 
 class _AsyncRedis:
@@ -304,9 +337,9 @@ class _AsyncRedis:
         self._factory = factory
         self._fixed = fixed
         # A client per event loop for the clients this store builds (tests, asyncio.run() per job).
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any, asyncio.Task[None]]
+        ] = weakref.WeakKeyDictionary()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._client: Optional[AnyAsyncRedis] = None
 
@@ -320,10 +353,19 @@ class _AsyncRedis:
         if found is None:
             client = self._factory()
             keeper = _keeper(client)
-            await keeper.__anext__()
-            found = self._clients[loop] = (client, keeper)
-        self._loop, self._client = loop, found[0]
-        return found[0]
+            await keeper.__anext__()  # never suspends: no other caller can slip in before the entry exists
+            found = self._clients[loop] = (client, keeper, loop.create_task(_initialize(client)))
+        client, keeper, ready = found
+        if ready.done() and not ready.cancelled() and ready.exception() is not None:
+            # The first contact failed (Redis down at start-up): try again on this call.
+            ready = loop.create_task(_initialize(client))
+            self._clients[loop] = (client, keeper, ready)
+        # Every caller waits for the one initialization: a Cluster client that many requests
+        # start using at once otherwise maps the cluster several times over, dropping the
+        # connections of commands in flight (which redis-py then retries, running them twice).
+        await asyncio.shield(ready)
+        self._loop, self._client = loop, client
+        return client
 
     async def _eval(self, call: Call) -> Any:
         client = await self._redis()
@@ -442,7 +484,11 @@ class _AsyncRedis:
         found = self._clients.pop(asyncio.get_running_loop(), None)
         self._loop = self._client = None
         if found is not None:
-            await found[1].aclose()
+            client, keeper, _ = found
+            try:
+                await client.aclose()
+            finally:
+                await keeper.aclose()
 
 
 # -- building clients ----------------------------------------------------------------------

@@ -1,0 +1,493 @@
+"""The Redis store beyond the contract: URLs and clients, key layout, cost of a check, atomic writes, expiry.
+
+The contract itself (tests/stores/test_contract.py) already runs on ``redis_store`` and
+``cluster_store``; this file covers what only Redis has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.stores import open_store
+from tests.plugins.redis_servers import RedisCluster, RedisServer, unique_prefix
+
+pytest.importorskip("redis")
+import redis
+import redis.asyncio
+import redis.cluster
+
+from authx_epoch.stores._redis_codec import KeySpace, digest
+from authx_epoch.stores.redis import RedisStore
+
+NOW = 1_800_000_000.0
+HOSTILE_UIDS = [
+    "alice",
+    "{alice}",
+    "}alice{",
+    "a:b",
+    "a:b:c",
+    "*",
+    "a*",
+    "a b",
+    "a\nb",
+    "\n",
+    "ünïcødé-用户",
+    "\ud800",  # a lone surrogate, as a JSON "\ud800" escape in sub decodes to
+    "x" * 10_000,
+    "{" * 5000 + "}" * 5000,
+    "",
+]
+
+
+# -- URLs, options, clients -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis"),
+        ("rediss://user:secret@redis.example:6380/1", "redis"),
+        ("unix:///var/run/redis/redis.sock?db=2", "redis"),
+        ("redis+cluster://10.0.0.1:7000,10.0.0.2:7001,[::1]:7002", "redis+cluster"),
+        ("rediss+cluster://user:secret@10.0.0.1:7000", "redis+cluster"),
+    ],
+)
+def test_open_store_understands_every_redis_scheme_without_connecting(url: str, kind: str) -> None:
+    store = open_store(url)
+    assert isinstance(store, RedisStore)
+    assert store.kind == kind == store.sync.kind == store.aio.kind
+    assert store.prefix == "authx-epoch"
+    store.close()
+
+
+def test_options_come_from_the_query_and_keywords_win() -> None:
+    store = RedisStore.from_url("redis://127.0.0.1:1/0?prefix=app1&socket_timeout=0.5&socket_connect_timeout=0.1")
+    assert store.prefix == "app1"
+    client = store._sync._redis()
+    assert client.connection_pool.connection_kwargs["socket_timeout"] == 0.5
+    assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 0.1
+    override = RedisStore.from_url("redis://127.0.0.1:1/0?prefix=app1", prefix="app2", socket_timeout=2)
+    assert override.prefix == "app2"
+    assert override._sync._redis().connection_pool.connection_kwargs["socket_timeout"] == 2.0
+
+
+def test_timeouts_default_to_a_quarter_second() -> None:
+    kwargs = RedisStore.from_url("redis://127.0.0.1:1/0")._sync._redis().connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.25
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0?socket_timeout=abc",
+        "redis://127.0.0.1:6379/0?socket_timeout=0",
+        "redis://127.0.0.1:6379/0?socket_connect_timeout=-1",
+        "redis://127.0.0.1:6379/0?prefix={tenant}",
+        "redis://127.0.0.1:6379/0?prefix=",
+        "redis://127.0.0.1:6379/0?no_such_option=1",
+        "redis+cluster://10.0.0.1",
+        "redis+cluster://10.0.0.1:notaport",
+        "redis+cluster://10.0.0.1:7000/3",
+        "redis+cluster://10.0.0.1:7000?db=1",
+    ],
+)
+def test_bad_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        open_store(url)
+
+
+def test_errors_never_show_the_password() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("redis+cluster://user:hunter2@10.0.0.1:notaport")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigurationError) as caught:
+        open_store("redis://user:hunter2@127.0.0.1:6379/0?no_such_option=1")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_without_the_redis_package_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in sys.modules if name == "redis" or name.startswith("redis.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.delitem(sys.modules, "authx_epoch.stores.redis")
+    monkeypatch.setitem(sys.modules, "redis", None)
+    with pytest.raises(ConfigurationError, match=r"authx-epoch\[redis\]"):
+        open_store("redis://127.0.0.1:6379/0")
+
+
+def test_the_package_imports_without_redis() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None; import authx_epoch, authx_epoch.stores; "
+        "authx_epoch.open_store('memory://'); assert 'authx_epoch.stores.redis' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_client_objects_are_validated() -> None:
+    with pytest.raises(ConfigurationError, match="needs a client"):
+        RedisStore()
+    with pytest.raises(ConfigurationError, match=r"redis\.asyncio"):
+        RedisStore(client=redis.Redis())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="decode_responses"):
+        RedisStore(client=redis.asyncio.Redis(decode_responses=True))
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_user_built_clients_are_used_and_not_closed(redis_url: str) -> None:
+    sync_client = redis.Redis.from_url(redis_url)
+    async_client = redis.asyncio.Redis.from_url(redis_url)
+    store = RedisStore(client=async_client, sync_client=sync_client, prefix=unique_prefix())
+    try:
+        stamps = store.sync.issue("alice", NOW, NOW + 900)
+        state = await store.aio.fetch("alice", None, None, NOW)
+        assert state.user is not None
+        assert state.user.epoch == stamps.user_epoch
+        store.close()
+        await store.aio.close()
+        assert sync_client.ping()
+        assert await async_client.ping()
+    finally:
+        store.sync.wipe()
+        sync_client.close()
+        await async_client.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_given_only_an_async_client_the_sync_side_is_derived(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url)
+    store = RedisStore(client=client, prefix=unique_prefix())
+    try:
+        record = store.sync.bump_user("alice", NOW, "derived", NOW + 900)
+        assert (await store.aio.get_user("alice", NOW)) == record
+        sync_client = store._sync._redis()
+        assert sync_client.connection_pool.connection_kwargs["port"] == client.connection_pool.connection_kwargs["port"]
+    finally:
+        await store.aio.wipe()
+        store.close()
+        await client.aclose()
+
+
+def test_an_underivable_side_fails_clearly_when_used() -> None:
+    cluster_client = redis.asyncio.cluster.RedisCluster(host="127.0.0.1", port=1)
+    store = RedisStore(client=cluster_client)
+    assert store.kind == "redis+cluster"
+    with pytest.raises(ConfigurationError, match="sync_client"):
+        store.sync.setup(NOW)
+
+
+# -- key layout -------------------------------------------------------------------------------
+
+
+def test_hostile_uids_get_distinct_fixed_length_keys_in_their_own_slot() -> None:
+    keys = KeySpace("app")
+    user_keys = {keys.user_key(uid) for uid in HOSTILE_UIDS}
+    assert len(user_keys) == len(HOSTILE_UIDS)
+    for uid in HOSTILE_UIDS:
+        user_key, token_key = keys.user_key(uid), keys.token_key(uid, "{jti}")
+        assert len(user_key) == len(b"app:{}:u") + 43
+        assert redis.cluster.key_slot(user_key) == redis.cluster.key_slot(token_key)
+        assert keys.kind_of(user_key) == "user"
+        assert keys.kind_of(token_key) == "token"
+    assert keys.kind_of(keys.session_key("\n{*}")) == "session"
+    assert keys.kind_of(keys.global_key) == "global"
+    assert keys.kind_of(b"app:unrelated") is None
+    assert keys.kind_of(b"other:g") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=64), st.text(max_size=64))
+def test_distinct_uids_never_share_a_key_and_their_hash_tag_holds(first: str, second: str) -> None:
+    keys = KeySpace()
+    if first != second:
+        assert keys.user_key(first) != keys.user_key(second)
+        assert keys.token_key(first, "j") != keys.token_key(second, "j")
+    key = keys.user_key(first)
+    tag = key[key.index(b"{") + 1 : key.index(b"}")]
+    assert tag == digest(first)
+    assert redis.cluster.key_slot(key) == redis.cluster.key_slot(keys.token_key(first, second))
+
+
+def test_a_prefix_with_glob_characters_scans_only_its_own_keys() -> None:
+    keys = KeySpace("a*[b]?")
+    assert keys.pattern == rb"a\*\[b\]\?:*"
+
+
+# -- hostile uids on real servers ---------------------------------------------------------------
+
+
+def _hostile_uids_stay_apart(store: Any) -> None:
+    sync = store.sync
+    sync.setup(NOW)
+    stamps = {uid: sync.issue(uid, NOW, NOW + 900) for uid in HOSTILE_UIDS}
+    victim = "{alice}"
+    sync.bump_user(victim, NOW + 1, "hostile", NOW + 3600)
+    sync.revoke_token(victim, "shared-jti", NOW + 900, NOW)
+    for uid in HOSTILE_UIDS:
+        state = sync.fetch(uid, "shared-jti", None, NOW + 2)
+        assert state.user is not None
+        if uid == victim:
+            assert state.user.epoch > stamps[uid].user_epoch
+            assert state.jti_revoked
+        else:
+            assert state.user.epoch == stamps[uid].user_epoch, uid[:20]
+            assert not state.jti_revoked
+    exported = {(entry.kind, entry.key) for entry in sync.export_entries(NOW + 2)}
+    assert {("user", uid) for uid in HOSTILE_UIDS} <= exported
+    assert ("token", "shared-jti") in exported
+    assert sync.stats(NOW + 2).users == len(HOSTILE_UIDS)
+
+
+@pytest.mark.redis
+def test_hostile_uids_on_a_single_redis(redis_store: Any) -> None:
+    _hostile_uids_stay_apart(redis_store)
+
+
+@pytest.mark.cluster
+def test_hostile_uids_on_the_cluster(cluster_store: Any) -> None:
+    _hostile_uids_stay_apart(cluster_store)
+
+
+# -- what a check costs -----------------------------------------------------------------------
+
+
+def _commands(clients: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for client in clients:
+        for name, stat in client.info("commandstats").items():
+            command = name.removeprefix("cmdstat_")
+            if command not in ("info", "config|resetstat"):
+                counts[command] = counts.get(command, 0) + stat["calls"]
+    return counts
+
+
+def _reset(clients: list[Any]) -> None:
+    for client in clients:
+        client.config_resetstat()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_one_check_is_one_command_on_a_single_redis(private_redis: RedisServer) -> None:
+    store = RedisStore.from_url(private_redis.url)
+    admin = private_redis.client()
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        await store.aio.fetch("alice", "jti", "sid", NOW)  # connect (HELLO/CLIENT SETINFO) before counting
+        for fetch in (store.aio.fetch, None):
+            _reset([admin])
+            state = await fetch("alice", "jti", "sid", NOW) if fetch else store.sync.fetch("alice", "jti", "sid", NOW)
+            assert state.user is not None
+            assert _commands([admin]) == {"mget": 1}
+    finally:
+        admin.close()
+        store.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.anyio
+async def test_a_check_on_the_cluster_is_one_mget_per_slot(redis_cluster: RedisCluster) -> None:
+    store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
+    admins = [server.client() for server in redis_cluster.servers]
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        await store.aio.fetch("alice", "jti", "sid", NOW)
+        store.sync.fetch("alice", "jti", "sid", NOW)
+        for session_id, expected in (("sid", 3), (None, 2)):
+            for side in ("aio", "sync"):
+                _reset(admins)
+                if side == "aio":
+                    state = await store.aio.fetch("alice", "jti", session_id, NOW)
+                else:
+                    state = store.sync.fetch("alice", "jti", session_id, NOW)
+                assert state.user is not None
+                assert _commands(admins) == {"mget": expected}, side
+    finally:
+        for admin in admins:
+            admin.close()
+        await store.aio.wipe()
+        store.close()
+
+
+# -- atomic writes ----------------------------------------------------------------------------
+
+
+def _bump_many_concurrently(store: Any, url: str) -> None:
+    """Async tasks, threads and processes bump one user at the same clock value: none may be lost."""
+    start = store.sync.bump_user("hot", NOW, None, NOW + 3600).epoch
+
+    async def tasks() -> list[int]:
+        results = await asyncio.gather(*(store.aio.bump_user("hot", NOW, None, NOW + 3600) for _ in range(60)))
+        return [record.epoch for record in results]
+
+    epochs: list[int] = asyncio.run(tasks())
+    lock = threading.Lock()
+
+    def worker() -> None:
+        mine = [store.sync.bump_user("hot", NOW, None, NOW + 3600).epoch for _ in range(20)]
+        with lock:
+            epochs.extend(mine)
+
+    script = (
+        "import sys; from authx_epoch.stores.redis import RedisStore; "
+        "s = RedisStore.from_url(sys.argv[1], prefix=sys.argv[2]); "
+        f"print(' '.join(str(s.sync.bump_user('hot', {NOW!r}, None, {NOW + 3600!r}).epoch) for _ in range(20)))"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, url, store.prefix], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for process in processes:
+        out, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        epochs.extend(int(value) for value in out.split())
+    total = 60 + 3 * 20 + 2 * 20
+    # Every bump saw a different epoch (a lost increment would show as two equal ones); each
+    # moved past the start; the record holds at least all of them. On a healthy loopback this
+    # is exactly start+1..start+total (a retried bump after a dropped connection may add one).
+    assert len(epochs) == len(set(epochs)) == total
+    final = store.sync.get_user("hot", NOW).epoch
+    assert start < min(epochs)
+    assert final >= max(epochs)
+    assert final >= start + total
+
+
+@pytest.mark.redis
+def test_concurrent_bumps_lose_no_increment_on_a_single_redis(redis_store: Any, redis_url: str) -> None:
+    _bump_many_concurrently(redis_store, redis_url)
+
+
+@pytest.mark.cluster
+def test_concurrent_bumps_lose_no_increment_on_the_cluster(cluster_store: Any, redis_cluster: RedisCluster) -> None:
+    _bump_many_concurrently(cluster_store, redis_cluster.url)
+
+
+@pytest.mark.redis
+def test_epochs_past_two_to_the_53_stay_exact(redis_store: Any) -> None:
+    from authx_epoch.records import EpochRecord, SnapshotEntry
+
+    huge = 2**62 + 1
+    record = EpochRecord(epoch=huge, created_at=NOW, expires_at=NOW + 900)
+    redis_store.sync.import_entries([SnapshotEntry("user", "alice", record=record)], NOW)
+    assert redis_store.sync.bump_user("alice", NOW, None, NOW + 900).epoch == huge + 1
+    assert redis_store.sync.bump_user("alice", NOW, None, NOW + 900).epoch == huge + 2
+
+
+# -- expiry in Redis itself -------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_drops_what_has_expired_on_its_own(redis_store: Any, redis_url: str) -> None:
+    now = time.time()
+    sync, keys = redis_store.sync, redis_store._sync._keys
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        sync.setup(now)
+        sync.issue("alice", now, now + 900)
+        sync.revoke_token("alice", "j1", now + 600, now)
+        sync.revoke_session("s1", now + 300, now)
+        assert admin.ttl(keys.global_key) == -1
+        user_ttl = admin.pttl(keys.user_key("alice")) / 1000
+        assert 900 < user_ttl <= 900 + 3600
+        assert 599 < admin.pttl(keys.token_key("alice", "j1")) / 1000 <= 600
+        assert 299 < admin.pttl(keys.session_key("s1")) / 1000 <= 300
+        # Never shortened: a shorter revocation or a shorter-lived token leaves the expiry alone.
+        sync.revoke_token("alice", "j1", now + 10, now)
+        assert admin.pttl(keys.token_key("alice", "j1")) / 1000 > 599
+        sync.issue("alice", now, now + 10)
+        assert admin.pttl(keys.user_key("alice")) / 1000 > 900
+        sync.bump_user("alice", now, None, now + 60)
+        assert admin.pttl(keys.user_key("alice")) / 1000 > 900
+        # An entry expiring within the millisecond is gone when Redis is asked.
+        sync.revoke_session("s2", now + 0.001, now)
+        deadline = time.monotonic() + 2
+        while admin.exists(keys.session_key("s2")) and time.monotonic() < deadline:
+            time.sleep(0.005)  # Redis' own clock has to pass the expiry: nothing to inject here
+        assert not admin.exists(keys.session_key("s2"))
+    finally:
+        admin.close()
+
+
+@pytest.mark.redis
+def test_lost_scripts_are_reloaded(redis_store: Any, redis_url: str) -> None:
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        redis_store.sync.bump_user("alice", NOW, None, NOW + 900)
+        admin.script_flush()
+        assert redis_store.sync.bump_user("alice", NOW, None, NOW + 900).bumped_at == NOW
+    finally:
+        admin.close()
+
+
+@pytest.mark.redis
+def test_prefixes_keep_apps_apart_and_wipe_touches_only_its_own(redis_url: str) -> None:
+    first = RedisStore.from_url(redis_url, prefix=unique_prefix())
+    second = RedisStore.from_url(redis_url, prefix=unique_prefix())
+    admin = redis.Redis.from_url(redis_url)
+    bystander = f"{unique_prefix()}-bystander"
+    try:
+        admin.set(bystander, b"keep me", ex=60)
+        first.sync.bump_user("alice", NOW, "first", NOW + 900)
+        assert second.sync.get_user("alice", NOW) is None
+        second.sync.bump_user("alice", NOW, "second", NOW + 900)
+        first.sync.wipe()
+        assert first.sync.get_user("alice", NOW) is None
+        assert second.sync.get_user("alice", NOW).reason == "second"
+        assert admin.get(bystander) == b"keep me"
+    finally:
+        admin.delete(bystander)
+        second.sync.wipe()
+        first.close()
+        second.close()
+        admin.close()
+
+
+# -- the asyncio side across event loops --------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_the_async_side_works_across_event_loops_and_leaks_nothing(redis_store: Any) -> None:
+    import gc
+
+    redis_store.sync.issue("alice", NOW, NOW + 900)
+    for _ in range(3):
+        state = asyncio.run(redis_store.aio.fetch("alice", None, None, NOW))
+        assert state.user is not None
+    gc.collect()  # an unclosed connection would warn here, and warnings are errors
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_dead_server_is_store_unavailable_fast() -> None:
+    from tests.plugins.redis_servers import free_port
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    started = time.perf_counter()
+    with pytest.raises(StoreUnavailableError):
+        await store.aio.fetch("alice", None, None, NOW)
+    with pytest.raises(StoreUnavailableError):
+        store.sync.fetch("alice", None, None, NOW)
+    assert time.perf_counter() - started < 2
+    store.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
