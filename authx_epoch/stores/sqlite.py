@@ -175,6 +175,15 @@ class SqliteStore:
             # Forget it before reopening: if the reopen fails and the original file comes back,
             # the identity would match again and the closed connection would be handed out forever.
             setattr(self._local, slot, None)
+        if identity is None and os.path.exists(self.path + "-wal"):
+            # The file is gone but its write-ahead log is not: the file was moved or deleted alone.
+            # A fresh file created now would be paired with that log, and closing it would fold the
+            # log into the fresh file and delete it, so the file, once put back, would have lost its
+            # latest writes: a bump undone, revoked tokens accepted again. Refuse (a 503) instead.
+            raise StoreUnavailableError(
+                f"SQLite store {self.path!r} is missing but its write-ahead log is still there: put the "
+                "database file back, or remove its '-wal' and '-shm' files too to start over with an empty store"
+            )
         try:
             conn = sqlite3.connect(
                 self.path,
