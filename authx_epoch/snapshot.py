@@ -1,0 +1,236 @@
+"""The snapshot file: a store's whole revocation state in msgpack, to back it up or move it.
+
+A snapshot is a msgpack stream: first a header map, then one array per entry.
+
+```
+{"format": "authx-epoch-snapshot", "version": 1, "created_at": 1718000000.0, "source": "sqlite", "entries": 3}
+["global", "", [epoch, created_at, bumped_at, reason, expires_at], None, None]
+["user", "alice", [epoch, created_at, bumped_at, reason, expires_at], None, None]
+["token", "<jti>", None, expires_at, "<owner uid>"]
+["session", "<session id>", None, expires_at, None]
+```
+
+The header names the format and its version, so a file that is not a snapshot (or one written by
+a newer version) is refused before anything is imported, and it counts the entries, so a
+truncated file is refused too. Reading validates every entry before returning any of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any, Optional
+
+import msgpack
+
+from authx_epoch.errors import InvalidArgumentError
+from authx_epoch.records import MAX_EPOCH, EpochRecord, SnapshotEntry
+from authx_epoch.revocation import MAX_ID_LENGTH as _MAX_ID
+from authx_epoch.revocation import MAX_REASON_LENGTH as _MAX_REASON
+
+#: The value of the header's ``format`` field.
+SNAPSHOT_FORMAT = "authx-epoch-snapshot"
+#: The version this code writes, and the newest it reads.
+SNAPSHOT_VERSION = 1
+
+#: The kinds of entry a snapshot holds (see ``SnapshotEntry``).
+ENTRY_KINDS = frozenset({"global", "user", "token", "session"})
+
+
+@dataclass(frozen=True)
+class SnapshotHeader:
+    """What the first object of a snapshot says about the rest.
+
+    Attributes:
+        version: The snapshot format version.
+        created_at: When the snapshot was written (Unix seconds).
+        source: The kind of store it was exported from (``memory``, ``sqlite``, ``redis``...).
+        entries: How many entries follow.
+    """
+
+    version: int
+    created_at: float
+    source: str
+    entries: int
+
+
+def _record_row(record: EpochRecord) -> list[Any]:
+    return [record.epoch, record.created_at, record.bumped_at, record.reason, record.expires_at]
+
+
+def _entry_row(entry: SnapshotEntry) -> list[Any]:
+    record = _record_row(entry.record) if entry.record is not None else None
+    return [entry.kind, entry.key, record, entry.expires_at, entry.uid]
+
+
+def write_snapshot(
+    stream: IO[bytes],
+    entries: Sequence[SnapshotEntry],
+    *,
+    source: str,
+    now: float,
+    progress: Optional[Callable[[int], None]] = None,
+) -> SnapshotHeader:
+    """Write ``entries`` to ``stream`` as a snapshot and return its header.
+
+    Args:
+        stream: A binary file open for writing.
+        entries: What ``export_entries`` yielded.
+        source: The kind of the store the entries come from.
+        now: The snapshot's time stamp (Unix seconds).
+        progress: Called with the number of entries written since the last call.
+    """
+    header = SnapshotHeader(version=SNAPSHOT_VERSION, created_at=now, source=source, entries=len(entries))
+    packer = msgpack.Packer(use_bin_type=True)
+    stream.write(
+        packer.pack(
+            {
+                "format": SNAPSHOT_FORMAT,
+                "version": header.version,
+                "created_at": header.created_at,
+                "source": header.source,
+                "entries": header.entries,
+            }
+        )
+    )
+    done = 0
+    for entry in entries:
+        stream.write(packer.pack(_entry_row(entry)))
+        done += 1
+        if progress is not None and done % 1000 == 0:
+            progress(1000)
+    if progress is not None and done % 1000:
+        progress(done % 1000)
+    return header
+
+
+def _fail(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"not a valid authx-epoch snapshot: {message}; nothing was imported")
+
+
+def _number(value: object, what: str, *, optional: bool = False) -> Optional[float]:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(f"{what} must be a finite number, got {value!r:.40}")
+    return float(value)
+
+
+def _text(value: object, what: str, limit: int, *, optional: bool = False) -> Optional[str]:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise _fail(f"{what} must be a string of at most {limit} characters, got {value!r:.40}")
+    return value
+
+
+def _record(row: object, where: str) -> EpochRecord:
+    if not isinstance(row, list) or len(row) != 5:
+        raise _fail(f"{where}: a record must be a list of 5 fields")
+    epoch = row[0]
+    if type(epoch) is not int or not 0 <= epoch <= MAX_EPOCH:
+        raise _fail(f"{where}: the epoch must be a whole number between 0 and 2**63-1, got {epoch!r:.40}")
+    created_at = _number(row[1], f"{where}: created_at")
+    assert created_at is not None
+    return EpochRecord(
+        epoch=epoch,
+        created_at=created_at,
+        bumped_at=_number(row[2], f"{where}: bumped_at", optional=True),
+        reason=_text(row[3], f"{where}: reason", _MAX_REASON, optional=True),
+        expires_at=_number(row[4], f"{where}: expires_at", optional=True),
+    )
+
+
+def _entry(row: object, index: int) -> SnapshotEntry:
+    where = f"entry {index}"
+    if not isinstance(row, list) or len(row) != 5:
+        raise _fail(f"{where} must be a list of 5 fields")
+    kind, key, record, expires_at, uid = row
+    if kind not in ENTRY_KINDS:
+        raise _fail(f"{where} has an unknown kind {kind!r:.40}")
+    key_text = _text(key, f"{where}: the key", _MAX_ID)
+    assert key_text is not None
+    if kind in ("global", "user"):
+        if kind == "global" and key_text:
+            raise _fail(f"{where}: the global record has an empty key")
+        return SnapshotEntry(kind, key_text, record=_record(record, where))
+    if not key_text:
+        raise _fail(f"{where}: a revoked {kind} needs a non-empty id")
+    until = _number(expires_at, f"{where}: expires_at")
+    owner = _text(uid, f"{where}: the owner uid", _MAX_ID, optional=True) if kind == "token" else None
+    return SnapshotEntry(kind, key_text, expires_at=until, uid=owner)
+
+
+def _header(first: object) -> SnapshotHeader:
+    if not isinstance(first, dict) or first.get("format") != SNAPSHOT_FORMAT:
+        raise InvalidArgumentError(
+            "this file is not an authx-epoch snapshot (no snapshot header); nothing was imported. "
+            "Make one with 'authx-epoch export FILE'"
+        )
+    version = first.get("version")
+    if type(version) is not int or version < 1:
+        raise _fail(f"the header has no valid version ({version!r:.40})")
+    if version > SNAPSHOT_VERSION:
+        raise InvalidArgumentError(
+            f"this snapshot has format version {version}, newer than this authx-epoch reads ({SNAPSHOT_VERSION}); "
+            "upgrade authx-epoch to import it; nothing was imported"
+        )
+    count = first.get("entries")
+    if type(count) is not int or count < 0:
+        raise _fail("the header does not say how many entries follow")
+    created_at = _number(first.get("created_at"), "the header's created_at")
+    assert created_at is not None
+    source = _text(first.get("source"), "the header's source", 64)
+    assert source is not None
+    return SnapshotHeader(version=version, created_at=created_at, source=source, entries=count)
+
+
+def _objects(stream: IO[bytes]) -> Iterator[object]:
+    unpacker = msgpack.Unpacker(stream, raw=False, strict_map_key=True, use_list=True)
+    try:
+        yield from unpacker
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise _fail(f"the file is damaged ({exc.__class__.__name__})") from exc
+
+
+def read_snapshot(stream: IO[bytes]) -> tuple[SnapshotHeader, list[SnapshotEntry]]:
+    """Read and validate a whole snapshot.
+
+    Every entry is checked before any is returned, so a damaged or foreign file is refused as a
+    whole and changes nothing.
+
+    Args:
+        stream: A binary file open for reading.
+
+    Returns:
+        The header and the entries, in file order.
+
+    Raises:
+        InvalidArgumentError: The file is not a snapshot, is of a newer version, is truncated,
+            has more entries than its header says, or holds an invalid entry.
+    """
+    objects = _objects(stream)
+    try:
+        first = next(objects)
+    except StopIteration:
+        raise InvalidArgumentError("this file is empty, not an authx-epoch snapshot; nothing was imported") from None
+    header = _header(first)
+    entries: list[SnapshotEntry] = []
+    for index, row in enumerate(objects):
+        if index >= header.entries:
+            raise _fail(f"it holds more entries than its header says ({header.entries})")
+        entries.append(_entry(row, index))
+    if len(entries) != header.entries:
+        raise _fail(f"it is truncated: {len(entries)} of {header.entries} entries")
+    return header, entries
+
+
+__all__ = [
+    "ENTRY_KINDS",
+    "SNAPSHOT_FORMAT",
+    "SNAPSHOT_VERSION",
+    "SnapshotHeader",
+    "read_snapshot",
+    "write_snapshot",
+]

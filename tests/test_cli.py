@@ -1,0 +1,692 @@
+"""The operator's command line, run for real: ``python -m authx_epoch`` in a subprocess against real stores.
+
+Tokens are minted by a real AuthX with authx-epoch installed on the same store, exactly as an
+application would mint them; the CLI then acts on the store from another process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import os
+import pty
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from shutil import which
+from typing import Any, Optional
+
+import httpx
+import msgpack
+import pytest
+from authx import AuthX, AuthXConfig, TokenPayload
+from click.testing import CliRunner
+from fastapi import Depends, FastAPI
+
+import authx_epoch
+from authx_epoch import EpochRevocation
+from authx_epoch.cli import PROGRESS_THRESHOLD, cli
+from authx_epoch.records import SnapshotEntry
+from authx_epoch.snapshot import write_snapshot
+from tests.plugins.redis_servers import answers, unique_prefix
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "authx-epoch-cli-tests-secret-0123456789abcdef"
+
+
+def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    return f"sqlite:///{tmp_path / name}.db"
+
+
+def redis_store_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    """A Redis store URL with a key prefix of its own on the shared test Redis, wiped afterwards."""
+    base: str = request.getfixturevalue("redis_url")
+    url = f"{base}{'&' if '?' in base else '?'}prefix={unique_prefix()}"
+
+    def wipe() -> None:
+        store = authx_epoch.open_store(url)
+        store.sync.wipe()
+        store.sync.close()
+
+    request.addfinalizer(wipe)
+    return url
+
+
+def cli_store_urls() -> list[Any]:
+    """The stores the CLI runs against: a factory of fresh store URLs per backend."""
+    return [
+        pytest.param(sqlite_url, id="sqlite", marks=pytest.mark.sqlite),
+        pytest.param(redis_store_url, id="redis", marks=pytest.mark.redis),
+    ]
+
+
+def redis_reachable() -> bool:
+    # Decided at collection, so that the transcript moves state between SQLite and Redis when a
+    # Redis can be had, and between two SQLite files otherwise (it never disappears).
+    if importlib.util.find_spec("redis") is None:
+        return False
+    return bool(os.environ.get("REDIS_URL")) or answers("redis://127.0.0.1:6379/0") or bool(which("redis-server"))
+
+
+def transcript_moves() -> list[Any]:
+    if redis_reachable():
+        return [
+            pytest.param(sqlite_url, redis_store_url, id="sqlite-to-redis", marks=pytest.mark.redis),
+            pytest.param(redis_store_url, sqlite_url, id="redis-to-sqlite", marks=pytest.mark.redis),
+        ]
+    return [pytest.param(sqlite_url, sqlite_url, id="sqlite-to-sqlite", marks=pytest.mark.sqlite)]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def run(*args: str, store: Optional[str] = None, stdin: Optional[str] = None, cwd: Optional[Path] = None) -> Result:
+    """Run the real command; every run is checked for a traceback, whatever the test expects."""
+    env = {key: value for key, value in os.environ.items() if key != "AUTHX_EPOCH_STORE"}
+    if store is not None:
+        env["AUTHX_EPOCH_STORE"] = store
+    proc = subprocess.run(
+        [sys.executable, "-m", "authx_epoch", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stdout, proc.stdout
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class Command:
+    args: tuple[str, ...]
+    store: Optional[str]
+    stdin: Optional[str]
+
+    def __init__(self, *args: str, store: Optional[str] = None, stdin: Optional[str] = None) -> None:
+        self.args, self.store, self.stdin = args, store, stdin
+
+
+def run_all(*commands: Command) -> list[Result]:
+    """Run independent commands at the same time (each still a real process); results in order."""
+    procs = []
+    for command in commands:
+        env = {key: value for key, value in os.environ.items() if key != "AUTHX_EPOCH_STORE"}
+        if command.store is not None:
+            env["AUTHX_EPOCH_STORE"] = command.store
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "authx_epoch", *command.args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+    results = []
+    for proc, command in zip(procs, commands, strict=True):
+        out, err = proc.communicate(command.stdin or "", timeout=60)
+        assert "Traceback" not in err, err
+        results.append(Result(proc.returncode, out, err))
+    return results
+
+
+def one_line_error(result: Result) -> str:
+    assert result.code == 2, result
+    lines = [line for line in result.err.splitlines() if line.strip()]
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("authx-epoch: error: "), lines[0]
+    return lines[0]
+
+
+@dataclass
+class App:
+    """A real AuthX app with authx-epoch installed on the store the CLI is pointed at."""
+
+    auth: AuthX[Any]
+    revocation: EpochRevocation
+    app: FastAPI
+
+    def token(self, uid: str, **data: Any) -> str:
+        return self.auth.create_access_token(uid=uid, data=data or None)
+
+    async def status_of(self, token: str) -> int:
+        transport = httpx.ASGITransport(app=self.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            response = await client.get("/protected", headers={"Authorization": f"Bearer {token}"})
+        return response.status_code
+
+
+def make_app(store: str) -> App:
+    auth: AuthX[Any] = AuthX(config=AuthXConfig(JWT_SECRET_KEY=SECRET, JWT_TOKEN_LOCATION=["headers"]))
+    app = FastAPI()
+    auth.handle_errors(app)
+    revocation = authx_epoch.install(auth, store, app=app)
+
+    access = Depends(auth.access_token_required)
+
+    @app.get("/protected")
+    async def protected(payload: TokenPayload = access) -> dict[str, Any]:
+        return {"sub": payload.sub}
+
+    return App(auth=auth, revocation=revocation, app=app)
+
+
+@pytest.fixture
+def apps() -> Iterator[list[App]]:
+    made: list[App] = []
+    yield made
+    for app in made:
+        app.revocation.store.sync.close()
+
+
+@pytest.fixture(params=cli_store_urls())
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    factory = request.param
+    url: str = factory(request, tmp_path, "main")
+    return url
+
+
+# -- the operator transcript -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("source", "target"), transcript_moves())
+async def test_operator_transcript(
+    source: Any, target: Any, request: pytest.FixtureRequest, tmp_path: Path, apps: list[App]
+) -> None:
+    """Bump, inspect, status, stats, export, import into another store: what an operator does at 3 a.m."""
+    store_url: str = source(request, tmp_path, "source")
+    app = make_app(store_url)
+    apps.append(app)
+    alice, bob, carol, dave = (
+        app.token("alice"),
+        app.token("bob"),
+        app.token("carol", session_id="carol-laptop"),
+        app.token("dave"),
+    )
+    assert await app.status_of(alice) == 200
+
+    accepted = run("inspect", alice, "--json", store=store_url)
+    assert accepted.code == 0
+    assert accepted.json()["accepted"] is True
+    assert accepted.json()["reason"] == "accepted"
+    assert accepted.json()["signature_verified"] is False
+
+    bumped = run("bump", "alice", "--reason", "laptop stolen", "--json", store=store_url)
+    assert bumped.code == 0
+    assert bumped.json()["record"]["reason"] == "laptop stolen"
+    assert await app.status_of(alice) == 401
+
+    rejected, status, revoked, session = run_all(
+        Command("inspect", alice, store=store_url),
+        Command("status", "alice", store=store_url),
+        Command("revoke", "-", store=store_url, stdin=bob + "\n"),
+        Command("revoke-session", "carol-laptop", "--expires-at", "+1h", store=store_url),
+    )
+    assert rejected.code == 1
+    assert "REJECTED (user_epoch)" in rejected.out
+    assert "laptop stolen" in rejected.out
+    assert "signature: not verified" in rejected.out
+    assert status.code == 0
+    assert "reason:     laptop stolen" in status.out
+    assert f"epoch:      {bumped.json()['record']['epoch']}" in status.out
+    assert (revoked.code, session.code) == (0, 0)
+    assert [await app.status_of(token) for token in (alice, bob, carol, dave)] == [401, 401, 401, 200]
+
+    snapshot = tmp_path / "backup.authx-epoch"
+    stats, exported = run_all(
+        Command("stats", "--json", store=store_url), Command("export", str(snapshot), "--json", store=store_url)
+    )
+    assert stats.code == 0
+    counts = stats.json()
+    assert (counts["users"], counts["revoked_tokens"], counts["revoked_sessions"]) == (4, 1, 1)
+    assert counts["kind"] == app.revocation.store.sync.kind
+    assert exported.code == 0
+    assert exported.json()["counts"] == {"global": 1, "user": 4, "token": 1, "session": 1}
+
+    second: str = target(request, tmp_path, "imported")
+    imported = run("import", str(snapshot), "--json", store=second)
+    assert imported.code == 0, imported.err
+    assert imported.json()["imported"] == 7
+
+    # The imported store judges every token as the original does, with the same reason.
+    tokens = (alice, bob, carol, dave)
+    originals = [app.revocation.sync.check(token) for token in tokens]
+    assert [decision.reason.value for decision in originals] == [
+        "user_epoch",
+        "token_revoked",
+        "session_revoked",
+        "accepted",
+    ]
+    seen = run_all(*(Command("inspect", token, "--json", store=second) for token in tokens))
+    assert [(result.code, result.json()["reason"]) for result in seen] == [
+        (0 if decision.accepted else 1, decision.reason.value) for decision in originals
+    ]
+
+    # The imported store serves a real app the same way: the audit trail and every revocation moved.
+    moved = make_app(second)
+    apps.append(moved)
+    assert [await moved.status_of(token) for token in tokens] == [401, 401, 401, 200]
+    assert await moved.revocation.get_user_record("alice") == await app.revocation.get_user_record("alice")
+    assert (await moved.revocation.stats()).users == counts["users"]
+
+
+async def test_bump_global_rejects_every_earlier_token(store_url: str, apps: list[App]) -> None:
+    app = make_app(store_url)
+    apps.append(app)
+    token = app.token("erin")
+    result = run("bump-global", "--reason", "signing key leaked", store=store_url)
+    assert result.code == 0
+    assert "global epoch" in result.out
+    seen = run("--json", "inspect", token, store=store_url)
+    assert (seen.code, seen.json()["reason"]) == (1, "global_epoch")
+    assert await app.status_of(token) == 401
+    assert await app.status_of(app.token("erin")) == 200
+    record = await app.revocation.get_global_record()
+    assert record is not None
+    assert record.reason == "signing key leaked"
+
+
+async def test_revoke_by_jti_and_expired_tokens(store_url: str, apps: list[App]) -> None:
+    app = make_app(store_url)
+    apps.append(app)
+    token = app.token("frank")
+    payload = app.auth._decode_token(token)
+    assert payload.jti is not None
+    assert isinstance(payload.exp, dt.datetime)
+    old = app.auth.create_access_token(uid="frank", expiry=dt.timedelta(seconds=-120))
+    by_jti, expired, inspected = run_all(
+        Command(
+            "revoke", "--jti", payload.jti, "--user", "frank", "--expires-at", payload.exp.isoformat(), store=store_url
+        ),
+        Command("--json", "revoke", old, store=store_url),
+        Command("--json", "inspect", old, store=store_url),
+    )
+    assert by_jti.code == 0, by_jti.err
+    assert await app.status_of(token) == 401
+    assert app.revocation.sync.check(token).reason.value == "token_revoked"
+    assert expired.code == 0
+    assert expired.json()["revoked"] is False
+    assert app.revocation.sync.stats().revoked_tokens == 1
+    assert inspected.code == 1
+    assert inspected.json()["expired"] is True
+    assert inspected.json()["accepted"] is True
+
+
+async def test_lost_state_is_reported(store_url: str, apps: list[App]) -> None:
+    app = make_app(store_url)
+    apps.append(app)
+    token = app.token("gina")
+    app.revocation.store.sync.wipe()
+    seen = run("--json", "inspect", token, store=store_url)
+    assert seen.code == 1
+    assert seen.json()["reason"] == "lost_state"
+    assert "lost" in seen.json()["explanation"]
+    assert "warning: this store has no global record" in seen.err
+
+
+def test_status_of_an_unknown_user(store_url: str, apps: list[App]) -> None:
+    apps.append(make_app(store_url))
+    result = run("status", "nobody", store=store_url)
+    assert result.code == 0
+    assert "no record for 'nobody'" in result.out
+
+
+# -- store selection ------------------------------------------------------------------------
+
+
+def test_store_option_overrides_the_environment(tmp_path: Path, apps: list[App]) -> None:
+    first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    apps.extend([make_app(first), make_app(second)])
+    env_only, after, before = run_all(
+        Command("bump", "hal", store=first),
+        Command("bump", "ida", "--store", second, store=first),
+        Command("--store", second, "bump", "joe", store=first),
+    )
+    assert (env_only.code, after.code, before.code) == (0, 0, 0)
+    assert [apps[0].revocation.sync.get_user_record(uid) is not None for uid in ("hal", "ida", "joe")] == [
+        True,
+        False,
+        False,
+    ]
+    assert [apps[1].revocation.sync.get_user_record(uid) is not None for uid in ("hal", "ida", "joe")] == [
+        False,
+        True,
+        True,
+    ]
+
+
+def test_memory_store_says_it_does_not_persist() -> None:
+    result = run("--json", "stats", store="memory://")
+    assert result.code == 0
+    assert result.json()["kind"] == "memory"
+    assert "memory:// store lives only as long as this command" in result.err
+
+
+# -- errors: one line, exit code 2, never a traceback ---------------------------------------
+
+
+def test_no_store_given() -> None:
+    assert "AUTHX_EPOCH_STORE" in one_line_error(run("stats"))
+
+
+def test_bad_url_is_one_line_and_hides_the_password() -> None:
+    line = one_line_error(run("stats", store="rediz://admin:hunter2@cache.internal:6379/0"))
+    assert "unknown store URL" in line
+    assert "hunter2" not in line
+    assert "***" in line
+
+
+@pytest.mark.redis
+def test_unreachable_redis_is_one_line_and_hides_the_password(redis_url: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        # Nothing listens: the port is bound but never accepts.
+        line = one_line_error(run("bump", "kim", store=f"redis://:hunter2@127.0.0.1:{port}/0"))
+    assert "unavailable" in line
+    assert "hunter2" not in line
+
+
+def test_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "typo.db"
+    line = one_line_error(run("bump", "ivan", store=f"sqlite:///{path}"))
+    assert "does not exist" in line
+    assert not path.exists()
+
+
+def test_damaged_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"this is not a database" * 100)
+    line = one_line_error(run("stats", store=f"sqlite:///{path}"))
+    assert "not a database" in line
+
+
+def test_malformed_token_in_a_subprocess(tmp_path: Path) -> None:
+    line = one_line_error(run("inspect", "not-a-token", store=f"sqlite:///{tmp_path / 'unused.db'}"))
+    assert "malformed token" in line
+
+
+def test_reason_too_long_changes_nothing(store_url: str, apps: list[App]) -> None:
+    app = make_app(store_url)
+    apps.append(app)
+    assert "longer than 500" in one_line_error(run("bump", "judy", "--reason", "x" * 501, store=store_url))
+    assert app.revocation.sync.get_user_record("judy") is None
+
+
+def test_import_refuses_a_foreign_file_in_a_subprocess(tmp_path: Path, apps: list[App]) -> None:
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    app = make_app(url)
+    apps.append(app)
+    before = app.revocation.sync.stats()
+    path = tmp_path / "users.json"
+    path.write_text('{"users": ["alice"]}')
+    assert "not an authx-epoch snapshot" in one_line_error(run("import", str(path), store=url))
+    assert app.revocation.sync.stats() == before
+
+
+# The matrices below parse input before any store is opened; they run the same command object
+# in-process with Click's runner (a subprocess each would cost half a second for nothing more).
+
+
+def invoke(*args: str, store: Optional[str] = None) -> Result:
+    runner = CliRunner(env={"AUTHX_EPOCH_STORE": store})
+    result = runner.invoke(cli, list(args), catch_exceptions=True)
+    # An exception that escaped the command (other than SystemExit) would be a traceback.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["not-a-token", "a.b", "a.!!!.c", "eyJhbGciOiJIUzI1NiJ9.WzEsMl0.sig", "x.y.z.w", "x" * 20000, "-"],
+    ids=["no-dots", "two-parts", "bad-base64", "array-payload", "four-parts", "too-long", "empty-stdin"],
+)
+def test_malformed_token(token: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never-opened.db'}"
+    assert "malformed token" in one_line_error(invoke("inspect", token, store=url))
+    assert "malformed token" in one_line_error(invoke("revoke", token, store=url))
+    assert not (tmp_path / "never-opened.db").exists()
+
+
+def test_token_without_sub_or_jti(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never-opened.db'}"
+    no_sub = "eyJhbGciOiJIUzI1NiJ9.eyJqdGkiOiJ4In0.sig"  # {"jti": "x"}
+    no_jti = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig"  # {"sub": "x"}
+    assert "no string sub" in one_line_error(invoke("inspect", no_sub, store=url))
+    assert "cannot be revoked alone" in one_line_error(invoke("revoke", no_jti, store=url))
+    assert not (tmp_path / "never-opened.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bump", ""],
+        ["bump"],
+        ["revoke"],
+        ["revoke", "--jti", "j"],
+        ["revoke", "t.t.t", "--jti", "j"],
+        ["revoke", "--jti", "", "--user", "u", "--expires-at", "+1h"],
+        ["revoke", "--jti", "j", "--user", "u", "--expires-at", "2030-01-01T00:00:00"],
+        ["revoke", "--jti", "j", "--user", "u", "--expires-at", "soon"],
+        ["revoke-session", "s", "--expires-at", "nan"],
+        ["revoke-session", " "],
+        ["inspect", "t.t.t", "--claim-names", "uep,sub,sid"],
+        ["inspect", "t.t.t", "--claim-names", "uep,gep"],
+        ["demo", "--port", "99999"],
+        ["frobnicate"],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
+    result = invoke(*args, store=f"sqlite:///{tmp_path / 'never-opened.db'}")
+    assert result.code == 2
+    assert "Error" in result.err
+    assert not (tmp_path / "never-opened.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b'{"users": []}', "not an authx-epoch snapshot"),
+        (msgpack.packb({"format": "something-else", "version": 1}), "not an authx-epoch snapshot"),
+        (msgpack.packb({"format": "authx-epoch-snapshot", "version": 99, "entries": 0}), "newer"),
+        (
+            msgpack.packb(
+                {"format": "authx-epoch-snapshot", "version": 1, "entries": 2, "created_at": 1.0, "source": "x"}
+            )
+            + msgpack.packb(["session", "s", None, 9e9, None]),
+            "truncated",
+        ),
+        (bytes(range(256)) * 4, "not"),
+    ],
+    ids=["empty", "json", "other-format", "newer-version", "truncated", "random-bytes"],
+)
+def test_import_refuses_a_file_that_is_not_a_snapshot(
+    content: bytes, message: str, tmp_path: Path, apps: list[App]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'target.db'}"
+    app = make_app(url)
+    apps.append(app)
+    app.revocation.sync.bump_user_epoch("lee", reason="before the import")
+    before = list(app.revocation.store.sync.export_entries(time.time()))
+    path = tmp_path / "not-a-snapshot"
+    path.write_bytes(content)
+    line = one_line_error(invoke("import", str(path), store=url))
+    assert message in line
+    assert "nothing was imported" in line or message == "not"
+    assert list(app.revocation.store.sync.export_entries(time.time())) == before
+
+
+def test_export_does_not_overwrite_without_force(tmp_path: Path, apps: list[App]) -> None:
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    apps.append(make_app(url))
+    target = tmp_path / "precious.bin"
+    target.write_bytes(b"keep me")
+    assert "--force" in one_line_error(run("export", str(target), store=url))
+    assert target.read_bytes() == b"keep me"
+    assert run("export", str(target), "--force", store=url).code == 0
+    assert target.read_bytes() != b"keep me"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".authx-epoch-")] == []
+
+
+# -- terminals: progress bars and confirmation ----------------------------------------------
+
+
+def run_on_terminal(*args: str, store: str, answer: Optional[bytes] = None) -> tuple[int, str, str]:
+    """Run with stderr (and stdin) on a pseudo-terminal, stdout on a pipe; return (code, stdout, terminal)."""
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "AUTHX_EPOCH_STORE": store, "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authx_epoch", *args],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        env=env,
+    )
+    os.close(terminal)
+    seen = b""
+    if answer is not None:
+        os.write(controller, answer)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    out, _ = proc.communicate(timeout=60)
+    code = proc.returncode
+    os.close(controller)
+    return code, out.decode(), seen.decode(errors="replace")
+
+
+def big_snapshot(path: Path, count: int) -> None:
+    far = time.time() + 3600
+    entries = [SnapshotEntry("session", f"session-{i}", expires_at=far) for i in range(count)]
+    with path.open("wb") as stream:
+        write_snapshot(stream, entries, source="sqlite", now=time.time())
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    count = PROGRESS_THRESHOLD + 500
+    snapshot = tmp_path / "big.bin"
+    big_snapshot(snapshot, count)
+    on_tty = f"sqlite:///{tmp_path / 'tty.db'}"
+    code, out, terminal = run_on_terminal("import", str(snapshot), store=on_tty)
+    assert code == 0, terminal
+    assert f"imported {count} entries" in out
+    assert "importing" in terminal
+    assert "100%" in terminal
+
+    piped = run("import", str(snapshot), store=f"sqlite:///{tmp_path / 'pipe.db'}")
+    assert piped.code == 0
+    assert "importing" not in piped.err
+    assert "%" not in piped.err
+
+    code, _, terminal = run_on_terminal("export", str(tmp_path / "again.bin"), store=on_tty)
+    assert code == 0
+    assert "exporting" in terminal
+    assert run("--json", "stats", store=on_tty).json()["revoked_sessions"] == count
+
+
+def test_bump_global_asks_on_a_terminal(tmp_path: Path, apps: list[App]) -> None:
+    url = f"sqlite:///{tmp_path / 'ask.db'}"
+    apps.append(make_app(url))
+    code, _, terminal = run_on_terminal("bump-global", store=url, answer=b"n\n")
+    assert code == 1
+    assert "Go on?" in terminal
+    assert run("--json", "stats", store=url).json()["global"]["bumped_at"] is None
+    code, _, _ = run_on_terminal("bump-global", "--yes", store=url)
+    assert code == 0
+    assert run("--json", "stats", store=url).json()["global"]["bumped_at"] is not None
+
+
+# -- the rest -------------------------------------------------------------------------------
+
+
+def test_help_lists_every_command_and_exit_codes() -> None:
+    result = run("--help")
+    assert result.code == 0
+    for command in (
+        "bump",
+        "bump-global",
+        "revoke",
+        "revoke-session",
+        "status",
+        "inspect",
+        "stats",
+        "export",
+        "import",
+        "demo",
+    ):
+        assert f"  {command} " in result.out
+    assert "0 done or accepted, 1 refused or revoked, 2 usage or store error" in " ".join(result.out.split())
+    assert run("--version").out.strip() == f"authx-epoch, version {authx_epoch.__version__}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_demo_serves_and_the_cli_revokes_its_tokens(tmp_path: Path) -> None:
+    """``authx-epoch demo`` runs the real demo server; a bump from another process logs its user out."""
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    port = _free_port()
+    env = {**os.environ, "AUTHX_EPOCH_DEMO_SECRET": SECRET}
+    log = tmp_path / "demo.log"
+    with log.open("wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "authx_epoch", "demo", "--port", str(port), "--store", url],
+            stdout=log_file,
+            stderr=log_file,
+            env=env,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=base, timeout=5) as client:
+            while True:
+                try:
+                    login = client.post("/login", json={"username": "alice", "password": "wonderland"})
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, log.read_text()
+                    assert time.monotonic() < deadline, "the demo did not start"
+                    select.select([], [], [], 0.1)  # waiting for another process to listen, not for a clock
+            token = login.json()["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.get("/me", headers=headers).status_code == 200
+            assert run("bump", "alice", "--reason", "demo", store=url).code == 0
+            assert client.get("/me", headers=headers).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "Traceback" not in log.read_text()
