@@ -147,7 +147,7 @@ def _entry(row: object, index: int) -> SnapshotEntry:
     if not isinstance(row, list) or len(row) != 5:
         raise _fail(f"{where} must be a list of 5 fields")
     kind, key, record, expires_at, uid = row
-    if kind not in ENTRY_KINDS:
+    if not isinstance(kind, str) or kind not in ENTRY_KINDS:
         raise _fail(f"{where} has an unknown kind {kind!r:.40}")
     key_text = _text(key, f"{where}: the key", _MAX_ID)
     assert key_text is not None
