@@ -94,6 +94,14 @@ def _unix_time(value: object) -> Optional[float]:
     return None
 
 
+def _require_unicode(text: str, name: str) -> None:
+    # JSON lets a token carry a lone surrogate ("\ud800"); no store can key on it uniformly.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{name} holds a lone surrogate, which is not valid Unicode text") from None
+
+
 def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -240,6 +248,7 @@ class _Core:
             raise InvalidArgumentError(f"uid must be a string, got {type(uid).__name__}")
         if len(uid) > MAX_ID_LENGTH:
             raise InvalidArgumentError(f"uid is longer than {MAX_ID_LENGTH} characters")
+        _require_unicode(uid, "uid")
         return uid
 
     def reason(self, reason: object) -> Optional[str]:
@@ -258,6 +267,7 @@ class _Core:
             raise InvalidArgumentError(f"session_id must be a non-empty string, got {session_id!r:.40}")
         if len(session_id) > MAX_ID_LENGTH:
             raise InvalidArgumentError(f"session_id is longer than {MAX_ID_LENGTH} characters")
+        _require_unicode(session_id, "session_id")
         return session_id
 
     def bump_expiry(self, now: float) -> float:
@@ -299,6 +309,11 @@ class _Core:
             raise InvalidTokenError("the token has no string sub; it is not a token this library stamps")
         if not isinstance(jti, str) or not jti:
             raise InvalidTokenError("the token has no jti, so it cannot be revoked alone; use bump_user_epoch instead")
+        for value, name in ((uid, "sub"), (jti, "jti")):
+            try:
+                _require_unicode(value, name)
+            except InvalidArgumentError as exc:
+                raise InvalidTokenError(f"the token's {exc}; nothing was revoked") from None
         expires_at = self.token_expiry(_unix_time(payload.get("exp")), _unix_time(payload.get("iat")), now)
         return (uid, jti, expires_at) if expires_at > now else None
 

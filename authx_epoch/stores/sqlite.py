@@ -106,6 +106,16 @@ _PURGE = (
 )
 
 
+def _unstorable(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _record(row: tuple[Any, ...]) -> EpochRecord:
     return EpochRecord(epoch=row[0], created_at=row[1], bumped_at=row[2], reason=row[3], expires_at=row[4])
 
@@ -233,16 +243,16 @@ class SqliteStore:
 
     def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
         """See ``SyncStore.fetch``."""
-        params = {"user": _USER + uid, "jti": jti, "sid": session_id, "now": now}
+        params: dict[str, Any] = {"user": _USER + uid, "jti": jti, "sid": session_id, "now": now}
         try:
-            rows = self._reader().execute(_FETCH, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+            rows = self._fetch_rows(params)
+        except UnicodeEncodeError:
+            # An id holding a lone surrogate (JSON allows "\ud800" in an unverified token) cannot be
+            # written to SQLite, so nothing is stored under it: look it up as absent.
+            rows = self._fetch_rows({key: None if _unstorable(value) else value for key, value in params.items()})
+        if rows is None:
             # The file was replaced by an empty one: every record is lost, which means rejection.
             return CheckState(user=None, global_=None)
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
         user = global_ = None
         jti_revoked = session_revoked = False
         for row in rows:
@@ -256,6 +266,17 @@ class SqliteStore:
             else:
                 session_revoked = True
         return CheckState(user=user, global_=global_, jti_revoked=jti_revoked, session_revoked=session_revoked)
+
+    def _fetch_rows(self, params: dict[str, Any]) -> Optional[list[Any]]:
+        try:
+            rows: list[Any] = self._reader().execute(_FETCH, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+            return None
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+        return rows
 
     def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
         """See ``SyncStore.issue``."""
