@@ -163,7 +163,7 @@ class _Core:
         try:
             state = fetch(claims.sub, claims.jti, claims.session_id, now)
         except StoreUnavailableError as exc:
-            decision = self.store_failed(token, claims, verified, exc)
+            decision = self.store_failed(token, claims, verified, exc, started)
         else:
             decision = self.conclude(token, claims, verified, state, now)
         if hook is not None:
@@ -204,7 +204,9 @@ class _Core:
                 )
         return decision
 
-    def store_failed(self, token: str, claims: TokenClaims, verified: bool, exc: StoreUnavailableError) -> Decision:
+    def store_failed(
+        self, token: str, claims: TokenClaims, verified: bool, exc: StoreUnavailableError, started: float = 0.0
+    ) -> Decision:
         """Decide what a store failure means: a 503 (fail-closed) or a logged pass (fail-open)."""
         if not self.signature_holds(token, verified):
             return NOT_OURS
@@ -216,6 +218,9 @@ class _Core:
             )
             return Decision(True, Reason.FAIL_OPEN)
         logger.error("revocation store unavailable; request refused with 503: %s", exc)
+        if self.on_decision is not None:
+            # The 503 is a decision too: metrics must see outages, not only the checks that passed.
+            self.report(claims, Decision(False, Reason.STORE_UNAVAILABLE), started)
         raise exc
 
     def unexpected(self, exc: Exception) -> StoreUnavailableError:
@@ -476,7 +481,7 @@ class EpochRevocation:
         try:
             state = await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now)
         except StoreUnavailableError as exc:
-            decision = core.store_failed(token, claims, verified, exc)
+            decision = core.store_failed(token, claims, verified, exc, started)
         else:
             decision = core.conclude(token, claims, verified, state, now)
         if hook is not None:
