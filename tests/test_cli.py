@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import itertools
 import json
 import os
 import pty
 import select
+import shlex
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 from shutil import which
 from typing import Any, Optional
 
+import click
 import httpx
 import msgpack
 import pytest
@@ -690,3 +693,34 @@ def test_demo_serves_and_the_cli_revokes_its_tokens(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
     assert "Traceback" not in log.read_text()
+
+
+# -- the page that documents all this -------------------------------------------------------
+
+CLI_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
+
+
+def test_every_command_and_exit_code_is_documented() -> None:
+    page = CLI_PAGE.read_text()
+    assert isinstance(cli, click.Group)
+    for name in cli.commands:
+        assert f"### {name}" in page or f"### export and {name}" in page or f"### {name} and" in page, name
+    for code in ("| 0 |", "| 1 |", "| 2 |"):
+        assert code in page
+
+
+def test_documented_errors_are_what_the_command_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ``$ authx-epoch ...`` line of the page followed by an error line gives exactly that error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alice.jwt").write_text("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln\n")
+    lines = CLI_PAGE.read_text().splitlines()
+    pairs = [
+        (command[len("$ authx-epoch ") :], error)
+        for command, error in itertools.pairwise(lines)
+        if command.startswith("$ authx-epoch ") and error.startswith("authx-epoch: error: ")
+    ]
+    assert len(pairs) >= 4
+    for command, error in pairs:
+        result = invoke(*shlex.split(command), store="sqlite:///unused.db")
+        assert result.err.strip() == error, command
+        assert result.code == 2
