@@ -49,7 +49,9 @@ def machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             packages[name] = None
     cpus = os.cpu_count()
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     return {
+        "commit": commit.stdout.strip() or None,
         "summary": f"{cpus} CPUs, Python {platform.python_version()}, {platform.system()} {platform.machine()}",
         "cpus": cpus,
         "python": sys.version.split()[0],
@@ -65,7 +67,8 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a few iterations of everything (smoke run)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per section (default 7, quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds in-process (default 15, quick 1)")
+    parser.add_argument("--server-rounds", type=int, help="interleaved rounds through uvicorn (default 5, quick 1)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--variants", default="", help="comma-separated variant names (default: all)")
     parser.add_argument("--server-variants", default="", help="variants behind uvicorn (default: as --variants)")
@@ -79,7 +82,8 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
     quick = args.quick
-    args.rounds = args.rounds or (1 if quick else 7)
+    args.rounds = args.rounds or (1 if quick else 15)
+    args.server_rounds = args.server_rounds or (1 if quick else 5)
     args.workers = args.workers or (1 if quick else 2)
     args.duration = args.duration or (0.3 if quick else 3.0)
     args.storage_users = args.storage_users or (300 if quick else 100_000)
@@ -152,7 +156,16 @@ def run(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
         "machine": machine(),
         "settings": {
             key: getattr(args, key)
-            for key in ("quick", "rounds", "workers", "duration", "generator", "storage_users", "growth_users")
+            for key in (
+                "quick",
+                "rounds",
+                "server_rounds",
+                "workers",
+                "duration",
+                "generator",
+                "storage_users",
+                "growth_users",
+            )
         },
         "skipped": {},
         "notes": [],
@@ -187,7 +200,9 @@ def run(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
             served = {name for name in args.server_variants.split(",") if name}
             behind = [variant for variant in runnable if not served or variant.name in served]
             with _section("through uvicorn", results["timings_s"]):
-                results["server"] = server.run(behind, env, args.rounds, args.duration, args.workers, args.generator)
+                results["server"] = server.run(
+                    behind, env, args.server_rounds, args.duration, args.workers, args.generator
+                )
         if "storage" in args.section_list:
             if redis_server is None:
                 results["notes"].append("storage skipped: no redis-server")

@@ -62,7 +62,7 @@ async def run(
     built_variants: Sequence[Built], tokens: dict[str, list[str]], rounds: int, quick: bool
 ) -> dict[str, Any]:
     """Requests per second for every variant, sequential and 32 concurrent, in interleaved rounds."""
-    count = 64 if quick else 1_500
+    count = 64 if quick else 640
     names = [built.variant.name for built in built_variants]
     sequential: dict[str, list[float]] = {name: [] for name in names}
     concurrent: dict[str, list[float]] = {name: [] for name in names}

@@ -23,7 +23,7 @@ def _batch_size(built: Built, quick: bool) -> int:
     network = built.variant.needs != "" or built.variant.name == "seed-redis"
     if quick:
         return 20 if network else 200
-    return 2_000 if network else 20_000
+    return 500 if network else 5_000
 
 
 async def _time_authx(built: Built, token: str, count: int) -> float:

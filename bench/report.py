@@ -51,7 +51,7 @@ HEADERS = [
     "uvicorn ×floor",
     "uvicorn req/s",
     "p50 / p99 ms",
-    "Redis cmds/check",
+    "Redis cmds sent/check",
 ]
 
 
@@ -95,7 +95,10 @@ def extras(results: dict[str, Any]) -> list[str]:
                 f"authx-epoch {row['epoch']['bytes_per_user']:.0f} B/user"
             )
     for name, counts in results.get("commands", {}).items():
-        lines.append(f"commands of {name}: {counts['by_command']} over {counts['checks']} checks")
+        lines.append(
+            f"commands of {name} over {counts['checks']} checks: sent {counts['sent']}, "
+            f"executed by the server (scripts' inner calls included) {counts['by_command']}"
+        )
     for name, reason in results.get("skipped", {}).items():
         lines.append(f"skipped {name}: {reason}")
     lines += [f"note: {note}" for note in results.get("notes", [])]
@@ -146,7 +149,7 @@ def plot(results: dict[str, Any], path: Path) -> Optional[str]:
     middle.set_xlim(0.5, 1.1)
     middle.invert_yaxis()
     middle.set_xlabel("throughput ÷ floor (median, min–max)")
-    middle.legend(loc="lower left", fontsize=8)
+    middle.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, fontsize=8)
 
     storage = results.get("storage")
     if storage:
