@@ -2,7 +2,8 @@
 
 Every token is stamped with its user's epoch (and the global one) when it is minted. Bumping an
 epoch revokes every older token of that user (or of everyone) at once; single tokens and
-sessions are revoked through a small set of ids that expire with their tokens. One AuthX
+sessions are revoked through small records that expire with their tokens, and a session's refresh
+token can be rotated with reuse detection (``create_token_pair``, ``rotate_refresh_token``). One AuthX
 blocklist callback checks it all in one store lookup.
 
 ```python
@@ -24,8 +25,9 @@ from authx_epoch.errors import (
     StoreUnavailableError,
 )
 from authx_epoch.integrations.authx import DEFAULT_STORE, install, installed
-from authx_epoch.records import EpochRecord, Stamps, StoreStats
+from authx_epoch.records import EpochRecord, RotationOutcome, RotationStatus, SessionRecord, Stamps, StoreStats
 from authx_epoch.revocation import DecisionEvent, EpochRevocation, SyncEpochRevocation
+from authx_epoch.sessions import SessionTokens
 from authx_epoch.stores import MemoryStore, SqliteStore, open_store
 
 __version__ = "0.1.0"
@@ -44,6 +46,10 @@ __all__ = [
     "MemoryStore",
     "Reason",
     "RefreshTokenReusedError",
+    "RotationOutcome",
+    "RotationStatus",
+    "SessionRecord",
+    "SessionTokens",
     "SqliteStore",
     "Stamps",
     "StoreStats",

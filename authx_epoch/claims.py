@@ -42,14 +42,17 @@ class ClaimNames:
         user_epoch: The claim holding the user's epoch at issue time.
         global_epoch: The claim holding the global epoch at issue time.
         session_id: The claim holding the session id of the login that minted the token.
+        session_generation: The claim holding the session's generation at issue time (written
+            into every token minted with a session id; rotation moves the generation).
     """
 
     user_epoch: str = "uep"
     global_epoch: str = "gep"
     session_id: str = "session_id"
+    session_generation: str = "sgen"
 
     def __post_init__(self) -> None:
-        names = (self.user_epoch, self.global_epoch, self.session_id)
+        names = (self.user_epoch, self.global_epoch, self.session_id, self.session_generation)
         for name in names:
             if not isinstance(name, str) or not name:
                 raise ConfigurationError(f"claim names must be non-empty strings, got {name!r}")
@@ -80,6 +83,8 @@ class TokenClaims:
         stamp: Whether the epoch stamp is present, absent or malformed.
         user_epoch: The stamped user epoch (only when ``stamp`` is ``STAMPED``).
         global_epoch: The stamped global epoch (only when ``stamp`` is ``STAMPED``).
+        session_generation: The stamped session generation (only when ``stamp`` is ``STAMPED``
+            and the token was minted for a session).
     """
 
     sub: str
@@ -90,6 +95,7 @@ class TokenClaims:
     stamp: StampState = StampState.UNSTAMPED
     user_epoch: int = 0
     global_epoch: int = 0
+    session_generation: Optional[int] = None
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class TokenClaims:
         stamp: StampState = StampState.UNSTAMPED,
         user_epoch: int = 0,
         global_epoch: int = 0,
+        session_generation: Optional[int] = None,
     ) -> None:
         # Built for every token not yet in the memo; the frozen dataclass's generated __init__
         # (one object.__setattr__ per field) costs more than parsing the payload. Writing the
@@ -114,6 +121,7 @@ class TokenClaims:
         fields["stamp"] = stamp
         fields["user_epoch"] = user_epoch
         fields["global_epoch"] = global_epoch
+        fields["session_generation"] = session_generation
 
 
 def _valid_epoch(value: object) -> bool:
@@ -147,21 +155,30 @@ def claims_from_mapping(payload: Mapping[str, Any], names: ClaimNames) -> Option
     jti = payload.get("jti")
     user_raw = payload.get(names.user_epoch, _MISSING)
     global_raw = payload.get(names.global_epoch, _MISSING)
-    if user_raw is _MISSING and global_raw is _MISSING:
+    generation_raw = payload.get(names.session_generation, _MISSING)
+    session_id = _session(payload.get(names.session_id))
+    if user_raw is _MISSING and global_raw is _MISSING and generation_raw is _MISSING:
         stamp = StampState.UNSTAMPED
-    elif _valid_epoch(user_raw) and _valid_epoch(global_raw):
+    elif (
+        _valid_epoch(user_raw)
+        and _valid_epoch(global_raw)
+        # A session generation only means something next to the session id it belongs to.
+        and (generation_raw is _MISSING or (_valid_epoch(generation_raw) and session_id is not None))
+    ):
         stamp = StampState.STAMPED
     else:
         stamp = StampState.MALFORMED
+    stamped = stamp is StampState.STAMPED
     return TokenClaims(
         sub=sub,
         jti=jti if isinstance(jti, str) else None,
-        session_id=_session(payload.get(names.session_id)),
+        session_id=session_id,
         iat=_number(payload.get("iat")),
         exp=_number(payload.get("exp")),
         stamp=stamp,
-        user_epoch=user_raw if stamp is StampState.STAMPED else 0,
-        global_epoch=global_raw if stamp is StampState.STAMPED else 0,
+        user_epoch=user_raw if stamped else 0,
+        global_epoch=global_raw if stamped else 0,
+        session_generation=generation_raw if stamped and generation_raw is not _MISSING else None,
     )
 
 
@@ -233,8 +250,16 @@ class ClaimReader:
 
 
 def stamp_claims(data: Optional[Mapping[str, Any]], stamps: Stamps, names: ClaimNames) -> dict[str, Any]:
-    """Return a copy of ``data`` with the epoch stamps written in (overwriting any given ones)."""
+    """Return a copy of ``data`` with the epoch stamps written in (overwriting any given ones).
+
+    The session generation is written when the stamps have one, and removed otherwise, so a
+    caller's data can never carry a generation the store did not hand out.
+    """
     stamped = dict(data) if data else {}
     stamped[names.user_epoch] = stamps.user_epoch
     stamped[names.global_epoch] = stamps.global_epoch
+    if stamps.session_generation is not None:
+        stamped[names.session_generation] = stamps.session_generation
+    else:
+        stamped.pop(names.session_generation, None)
     return stamped

@@ -88,6 +88,16 @@ def decide(claims: TokenClaims, state: CheckState, now: float, policy: Policy) -
             return _reject(Reason.LOST_STATE)
         if claims.user_epoch != state.user.epoch:
             return _reject(Reason.USER_EPOCH)
+        generation = claims.session_generation
+        if generation is not None:
+            # Stamped for a session: its record must be there (a missing one was evicted or
+            # wiped, perhaps with its revoked flag) and must not be younger than the token.
+            # Older generations are fine: access tokens of a rotated session live out their time.
+            session = state.session
+            if session is None or generation < session.first_generation:
+                return _reject(Reason.LOST_STATE)
+            if session.revoked:
+                return _reject(Reason.SESSION_REVOKED)
         return ACCEPT
     return _decide_unstamped(claims, state, now, policy)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Optional
 
 #: Epochs are whole microseconds since the Unix epoch, or one more than the previous value.
@@ -54,6 +55,167 @@ class EpochRecord:
         return self.expires_at is None or self.expires_at > now
 
 
+@dataclass(frozen=True)
+class SessionRecord:
+    """The state kept for one session (one login): what rotation and per-device logout need.
+
+    Attributes:
+        generation: The session's current generation; a rotation moves it to
+            ``max(generation + 1, clock value)``. Tokens carry the generation they were minted at.
+        first_generation: The generation the record was created with. A token stamped with an
+            older one belongs to a record that was lost (evicted, wiped): it is never accepted.
+        created_at: When the record was created (Unix seconds).
+        expires_at: When the record may be forgotten: the expiry of the session's longest-lived
+            token (plus slack); extended by every mint, never shortened.
+        uid: The user the session belongs to (``None`` for a record created by a revocation).
+        rotated_at: When the generation last moved, or ``None``.
+        previous: The generation before the last rotation, or ``None``.
+        revoked: Whether the session is revoked: every token of it is rejected.
+    """
+
+    generation: int
+    first_generation: int
+    created_at: float
+    expires_at: float
+    uid: Optional[str] = None
+    rotated_at: Optional[float] = None
+    previous: Optional[int] = None
+    revoked: bool = False
+
+    def is_live(self, now: float) -> bool:
+        """Return whether the record still counts at ``now``."""
+        return self.expires_at > now
+
+
+class RotationStatus(str, Enum):
+    """What ``rotate_session`` did with a presented refresh-token generation."""
+
+    #: The presented generation was the current one: the generation moved forward.
+    ROTATED = "rotated"
+    #: The presented generation was the one just replaced, within the grace interval: no move.
+    GRACE = "grace"
+    #: An older generation (or the previous one after the grace interval): the session is now revoked.
+    REUSED = "reused"
+    #: The session was already revoked.
+    REVOKED = "revoked"
+    #: The store has no such session (never created, expired, or lost): the token is refused.
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class RotationOutcome:
+    """The result of one ``rotate_session`` call.
+
+    Attributes:
+        status: What happened.
+        session: The session record after the call (``None`` when ``MISSING``).
+    """
+
+    status: RotationStatus
+    session: Optional[SessionRecord] = None
+
+
+def rotate(
+    record: Optional[SessionRecord], presented: int, now: float, grace: float, expires_at: float
+) -> tuple[RotationOutcome, Optional[SessionRecord]]:
+    """Decide one rotation: return the outcome and the record to write (``None``: write nothing).
+
+    Pure, shared by the stores that run it in a local transaction (the Redis script mirrors it).
+    A generation newer than the current one, or older than the record itself, can only come from
+    lost or rolled-back state: ``MISSING`` (refused, nothing written), never a revocation.
+    """
+    if record is None or not record.is_live(now):
+        return RotationOutcome(RotationStatus.MISSING), None
+    if record.revoked:
+        return RotationOutcome(RotationStatus.REVOKED, record), None
+    if presented > record.generation or presented < record.first_generation:
+        return RotationOutcome(RotationStatus.MISSING, record), None
+    longest = max(record.expires_at, expires_at)
+    if presented == record.generation:
+        moved = SessionRecord(
+            generation=next_epoch(record.generation, now),
+            first_generation=record.first_generation,
+            created_at=record.created_at,
+            expires_at=longest,
+            uid=record.uid,
+            rotated_at=now,
+            previous=record.generation,
+            revoked=False,
+        )
+        return RotationOutcome(RotationStatus.ROTATED, moved), moved
+    if presented == record.previous and record.rotated_at is not None and now - record.rotated_at <= grace:
+        return RotationOutcome(RotationStatus.GRACE, record), None
+    revoked = SessionRecord(
+        generation=record.generation,
+        first_generation=record.first_generation,
+        created_at=record.created_at,
+        expires_at=longest,
+        uid=record.uid,
+        rotated_at=record.rotated_at,
+        previous=record.previous,
+        revoked=True,
+    )
+    return RotationOutcome(RotationStatus.REUSED, revoked), revoked
+
+
+def new_session(uid: Optional[str], now: float, expires_at: float, *, revoked: bool = False) -> SessionRecord:
+    """A fresh session record; its generation comes from the clock, like an epoch."""
+    generation = clock_epoch(now)
+    return SessionRecord(
+        generation=generation,
+        first_generation=generation,
+        created_at=now,
+        expires_at=expires_at,
+        uid=uid,
+        revoked=revoked,
+    )
+
+
+def ensure_session(
+    record: Optional[SessionRecord], uid: str, now: float, keep_until: float, extend_to: float
+) -> Optional[SessionRecord]:
+    """The record a mint needs for its session, or ``None`` when the existing one will do (no write).
+
+    A missing or expired record is created; a live one that would expire before ``keep_until``
+    is extended to ``extend_to`` (so the next mints need no write). Never un-revokes.
+    """
+    if record is None or not record.is_live(now):
+        fresh = new_session(uid, now, extend_to)
+        if record is not None and record.generation >= fresh.generation:
+            # Burst within the clock's resolution: still never reuse a generation.
+            generation = record.generation + 1
+            fresh = SessionRecord(generation, generation, now, extend_to, uid)
+        return fresh
+    if record.expires_at < keep_until:
+        return SessionRecord(
+            generation=record.generation,
+            first_generation=record.first_generation,
+            created_at=record.created_at,
+            expires_at=extend_to,
+            uid=record.uid if record.uid is not None else uid,
+            rotated_at=record.rotated_at,
+            previous=record.previous,
+            revoked=record.revoked,
+        )
+    return None
+
+
+def revoke_session_record(record: Optional[SessionRecord], now: float, expires_at: float) -> SessionRecord:
+    """The record after ``revoke_session``: revoked, living at least until ``expires_at``."""
+    if record is None or not record.is_live(now):
+        return new_session(None, now, expires_at, revoked=True)
+    return SessionRecord(
+        generation=record.generation,
+        first_generation=record.first_generation,
+        created_at=record.created_at,
+        expires_at=max(record.expires_at, expires_at),
+        uid=record.uid,
+        rotated_at=record.rotated_at,
+        previous=record.previous,
+        revoked=True,
+    )
+
+
 @dataclass(frozen=True, init=False)
 class CheckState:
     """Everything one check needs from the store, fetched in one call.
@@ -62,13 +224,15 @@ class CheckState:
         user: The user's record, or ``None`` if the store has none (never created, expired or lost).
         global_: The global record, or ``None`` if the store has lost it.
         jti_revoked: Whether the token's ``jti`` is in the revoked set.
-        session_revoked: Whether the token's session id is in the revoked set.
+        session_revoked: Whether the token's session is revoked.
+        session: The token's live session record, or ``None`` (no session id, or none in the store).
     """
 
     user: Optional[EpochRecord]
     global_: Optional[EpochRecord]
     jti_revoked: bool = False
     session_revoked: bool = False
+    session: Optional[SessionRecord] = None
 
     def __init__(
         self,
@@ -76,6 +240,7 @@ class CheckState:
         global_: Optional[EpochRecord],
         jti_revoked: bool = False,
         session_revoked: bool = False,
+        session: Optional[SessionRecord] = None,
     ) -> None:
         # One is built for every request; the frozen dataclass's generated __init__ (one
         # object.__setattr__ per field) would be a third of what a check with the memory store
@@ -85,14 +250,22 @@ class CheckState:
         fields["global_"] = global_
         fields["jti_revoked"] = jti_revoked
         fields["session_revoked"] = session_revoked
+        fields["session"] = session
 
 
 @dataclass(frozen=True)
 class Stamps:
-    """The epochs written into a token when it is minted."""
+    """The epochs written into a token when it is minted.
+
+    Attributes:
+        user_epoch: The user's epoch.
+        global_epoch: The global epoch.
+        session_generation: The generation of the token's session, when it is minted for one.
+    """
 
     user_epoch: int
     global_epoch: int
+    session_generation: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -103,13 +276,16 @@ class StoreStats:
         kind: The store's kind: ``memory``, ``sqlite``, ``redis`` or ``redis+cluster``.
         users: User records held.
         revoked_tokens: Revoked, unexpired token ids.
-        revoked_sessions: Revoked, unexpired session ids.
+        revoked_sessions: Revoked, unexpired sessions.
+        sessions: Session records held (live sessions, revoked ones included), or ``None`` from
+            a store that does not count them.
     """
 
     kind: str
     users: int
     revoked_tokens: int
     revoked_sessions: int
+    sessions: Optional[int] = None
 
 
 #: When a mint has to extend a user record's life, it extends it this much further (seconds),

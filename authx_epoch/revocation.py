@@ -7,6 +7,7 @@ the store, so the two can never drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -14,12 +15,30 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Union
 
+from authx import AuthX
+from authx.exceptions import RevokedTokenError
 from authx.schema import TokenPayload
+from fastapi import Request
 
 from authx_epoch.claims import ClaimNames, ClaimReader, TokenClaims, claims_from_mapping, decode_payload_segment
 from authx_epoch.decision import NOT_OURS, Decision, Policy, Reason, decide
-from authx_epoch.errors import InvalidArgumentError, InvalidTokenError, StoreUnavailableError
-from authx_epoch.records import CheckState, EpochRecord, Stamps, StoreStats
+from authx_epoch.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidTokenError,
+    RefreshTokenReusedError,
+    StoreUnavailableError,
+)
+from authx_epoch.records import (
+    CheckState,
+    EpochRecord,
+    RotationOutcome,
+    RotationStatus,
+    SessionRecord,
+    Stamps,
+    StoreStats,
+)
+from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, AuthxMinter, PairPlan, SessionTokens
 from authx_epoch.stores import AsyncFromSync, Store
 
 logger = logging.getLogger("authx_epoch")
@@ -122,6 +141,8 @@ class _Core:
         session_lifetime: dt.timedelta,
         verifier: Optional[Verifier],
         on_decision: Optional[DecisionHook],
+        auth: Optional[AuthX[Any]] = None,
+        refresh_reuse_grace: dt.timedelta = DEFAULT_REFRESH_REUSE_GRACE,
     ) -> None:
         self.store = store
         self.aio = store.aio
@@ -139,6 +160,8 @@ class _Core:
         self.policy = Policy(accept_unstamped_until=deadline, max_token_lifetime=self.max_lifetime)
         self.verifier = verifier
         self.on_decision = on_decision
+        self.grace = _seconds(refresh_reuse_grace, "refresh_reuse_grace")
+        self.minter = AuthxMinter(auth, claims, self.max_lifetime) if auth is not None else None
         #: The async side of a local store reads inline (see ``AsyncFromSync``), so the async
         #: check can call the sync read directly and skip two coroutine layers per request.
         self.reads_inline = type(self.aio) is AsyncFromSync
@@ -322,6 +345,95 @@ class _Core:
         expires_at = self.token_expiry(_unix_time(payload.get("exp")), _unix_time(payload.get("iat")), now)
         return (uid, jti, expires_at) if expires_at > now else None
 
+    # -- sessions ----------------------------------------------------------------------------
+
+    def authx(self, method: str) -> AuthxMinter:
+        """The AuthX binding the session helpers need, or a ``ConfigurationError`` saying how to get one."""
+        if self.minter is None:
+            raise ConfigurationError(
+                f"{method} needs the AuthX instance: use authx_epoch.install(auth, ...), or pass "
+                "EpochRevocation(store, auth=auth)"
+            )
+        return self.minter
+
+    def pair_plan(
+        self,
+        minter: AuthxMinter,
+        uid: str,
+        session_id: str,
+        *,
+        fresh: bool,
+        data: Optional[Mapping[str, Any]],
+        access_expiry: Any,
+        refresh_expiry: Any,
+        scopes: Optional[list[str]],
+    ) -> PairPlan:
+        """Validate the arguments of a pair and describe it."""
+        if data is not None and not isinstance(data, Mapping):
+            raise InvalidArgumentError(f"data must be a mapping, got {type(data).__name__}")
+        if scopes is not None and (not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes)):
+            raise InvalidArgumentError("scopes must be a list of strings")
+        return minter.plan(
+            self.uid(uid),
+            self.session_id(session_id),
+            fresh=bool(fresh),
+            data=data,
+            access_expiry=access_expiry,
+            refresh_expiry=refresh_expiry,
+            scopes=scopes,
+        )
+
+    def rotation_plan(self, minter: AuthxMinter, refresh_token: object) -> tuple[PairPlan, int]:
+        """Verify a refresh token like AuthX does and describe the pair that replaces it.
+
+        Returns the plan and the session generation the token carries.
+
+        Raises:
+            authx.exceptions.JWTDecodeError: Bad signature, expired, or not a JWT (AuthX's answer: 422).
+            authx.exceptions.TokenTypeError: Not a refresh token.
+            authx.exceptions.RevokedTokenError: The token belongs to no rotating session.
+        """
+        if not isinstance(refresh_token, str):
+            raise InvalidArgumentError(f"refresh_token must be a string, got {type(refresh_token).__name__}")
+        payload = minter.verify_refresh(refresh_token)
+        claims = claims_from_mapping(payload.model_dump(), self.names)
+        if claims is None or claims.session_id is None or claims.session_generation is None:
+            raise RevokedTokenError(
+                "this refresh token was not minted by create_token_pair, so it cannot be rotated; log in again",
+                login_type=minter.auth.login_type,
+            )
+        plan = minter.plan(
+            claims.sub,
+            claims.session_id,
+            fresh=False,
+            data=minter.carried_data(payload),
+            access_expiry=None,
+            refresh_expiry=None,
+            scopes=payload.scopes,
+        )
+        return plan, claims.session_generation
+
+    def rotated(self, minter: AuthxMinter, plan: PairPlan, outcome: RotationOutcome) -> None:
+        """Raise the error a rotation outcome means, if it is not a go-ahead."""
+        status = outcome.status
+        if status is RotationStatus.ROTATED or status is RotationStatus.GRACE:
+            return
+        login_type = minter.auth.login_type
+        if status is RotationStatus.REUSED:
+            logger.warning(
+                "refresh token reused after rotation; session revoked: uid=%r session=%r",
+                _short(plan.uid),
+                _short(plan.session_id, 16),
+            )
+            raise RefreshTokenReusedError(
+                "this refresh token was already used; the session is revoked, log in again", login_type=login_type
+            )
+        raise RevokedTokenError(f"Token has been revoked ({status.value} session)", login_type=login_type)
+
+    def revoked_refresh(self, minter: AuthxMinter) -> RevokedTokenError:
+        """The error for a refresh token the check rejects (revoked, or its state lost)."""
+        return RevokedTokenError("Token has been revoked", login_type=minter.auth.login_type)
+
 
 class SyncEpochRevocation:
     """The blocking twin of ``EpochRevocation``: the same methods, for scripts and sync code.
@@ -377,10 +489,77 @@ class SyncEpochRevocation:
         sid, now = core.session_id(session_id), core.clock()
         core.sync.revoke_session(sid, core.session_expiry(now, expires_at), now)
 
-    def issue_stamps(self, uid: str, expires_at: float) -> Stamps:
-        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``."""
+    def create_token_pair(
+        self,
+        uid: str,
+        *,
+        fresh: bool = False,
+        data: Optional[Mapping[str, Any]] = None,
+        request: Optional[Request] = None,
+        device_info: Optional[dict[str, Any]] = None,
+        access_expiry: Any = None,
+        refresh_expiry: Any = None,
+        scopes: Optional[list[str]] = None,
+    ) -> SessionTokens:
+        """Mint the access and refresh tokens of a new session. See ``EpochRevocation.create_token_pair``.
+
+        AuthX's ``create_session`` is a coroutine: it is run to completion here, so this twin
+        cannot be called from inside a running event loop (``await revocation.create_token_pair``
+        there instead).
+        """
         core = self._core
-        return core.sync.issue(core.uid(uid), core.clock(), expires_at + core.leeway)
+        minter = core.authx("create_token_pair")
+        core.uid(uid)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ConfigurationError(
+                "revocation.sync.create_token_pair cannot wait for AuthX's create_session inside a running "
+                "event loop; use await revocation.create_token_pair(...)"
+            )
+        session = asyncio.run(minter.auth.create_session(uid, request=request, device_info=device_info))
+        plan = core.pair_plan(
+            minter,
+            uid,
+            session.session_id,
+            fresh=fresh,
+            data=data,
+            access_expiry=access_expiry,
+            refresh_expiry=refresh_expiry,
+            scopes=scopes,
+        )
+        return minter.mint(
+            plan, core.sync.issue(plan.uid, core.clock(), plan.expires_at + core.leeway, plan.session_id)
+        )
+
+    def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
+        """Trade a refresh token for the next pair of its session. See ``EpochRevocation.rotate_refresh_token``."""
+        core = self._core
+        minter = core.authx("rotate_refresh_token")
+        plan, generation = core.rotation_plan(minter, refresh_token)
+        if not self.check(refresh_token).accepted:
+            raise core.revoked_refresh(minter)
+        now = core.clock()
+        until = plan.expires_at + core.leeway
+        outcome = core.sync.rotate_session(plan.session_id, generation, now, core.grace, until)
+        core.rotated(minter, plan, outcome)
+        return minter.mint(plan, core.sync.issue(plan.uid, now, until, plan.session_id))
+
+    def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
+        """Return the session's record (generation, expiry, revoked flag), or ``None``."""
+        core = self._core
+        return core.sync.get_session(core.session_id(session_id), core.clock())
+
+    def issue_stamps(self, uid: str, expires_at: float, session_id: Optional[str] = None) -> Stamps:
+        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``.
+
+        With ``session_id``, the stamps also carry the generation of that session's record.
+        """
+        core = self._core
+        sid = core.session_id(session_id) if session_id is not None else None
+        return core.sync.issue(core.uid(uid), core.clock(), expires_at + core.leeway, sid)
 
     def get_user_record(self, uid: str) -> Optional[EpochRecord]:
         """Return the user's record (epoch, when and why it last moved), or ``None``."""
@@ -415,6 +594,8 @@ class EpochRevocation:
         session_lifetime: dt.timedelta = dt.timedelta(days=30),
         verifier: Optional[Verifier] = None,
         on_decision: Optional[DecisionHook] = None,
+        auth: Optional[AuthX[Any]] = None,
+        refresh_reuse_grace: dt.timedelta = DEFAULT_REFRESH_REUSE_GRACE,
     ) -> None:
         """Build the service over ``store``. Most applications call ``install()`` instead.
 
@@ -432,6 +613,10 @@ class EpochRevocation:
             verifier: Verifies signatures like AuthX does; ``install()`` provides it. Without one,
                 claims are trusted as read.
             on_decision: Called with a ``DecisionEvent`` after every check.
+            auth: The AuthX instance that mints this service's tokens; ``create_token_pair`` and
+                ``rotate_refresh_token`` need it (``install()`` passes it).
+            refresh_reuse_grace: How long after a rotation the replaced refresh token is still
+                answered with the session's current pair instead of being treated as reused.
         """
         self._core = _Core(
             store,
@@ -444,6 +629,8 @@ class EpochRevocation:
             session_lifetime=session_lifetime,
             verifier=verifier,
             on_decision=on_decision,
+            auth=auth,
+            refresh_reuse_grace=refresh_reuse_grace,
         )
         self.sync = SyncEpochRevocation(self._core)
 
@@ -556,10 +743,102 @@ class EpochRevocation:
         sid, now = core.session_id(session_id), core.clock()
         await core.aio.revoke_session(sid, core.session_expiry(now, expires_at), now)
 
-    async def issue_stamps(self, uid: str, expires_at: float) -> Stamps:
-        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``."""
+    async def create_token_pair(
+        self,
+        uid: str,
+        *,
+        fresh: bool = False,
+        data: Optional[Mapping[str, Any]] = None,
+        request: Optional[Request] = None,
+        device_info: Optional[dict[str, Any]] = None,
+        access_expiry: Any = None,
+        refresh_expiry: Any = None,
+        scopes: Optional[list[str]] = None,
+    ) -> SessionTokens:
+        """Mint the access and refresh tokens of a new session (one login, one device).
+
+        The session id comes from ``auth.create_session``, which also keeps the session in AuthX's
+        session store when the app set one (``auth.set_session_store``), so ``auth.list_sessions``
+        shows it. Both tokens carry the session id and its generation; the session's record in the
+        revocation store lives as long as the refresh token.
+
+        Args:
+            uid: The user id (the tokens' ``sub``).
+            fresh: Whether the access token is fresh (a login with a password is).
+            data: The application's own claims, written into both tokens.
+            request: The login request; AuthX keeps its client address and user agent with the session.
+            device_info: More about the device, kept by AuthX with the session.
+            access_expiry: AuthX's ``expiry`` for the access token (default: its config).
+            refresh_expiry: AuthX's ``expiry`` for the refresh token (default: its config).
+            scopes: Scopes written into both tokens.
+
+        Returns:
+            The pair and its session id (AuthX's ``TokenResponse`` plus ``session_id``).
+
+        Raises:
+            ConfigurationError: The service was built without the AuthX instance.
+            StoreUnavailableError: The store cannot be written (a 503).
+        """
         core = self._core
-        return await core.aio.issue(core.uid(uid), core.clock(), expires_at + core.leeway)
+        minter = core.authx("create_token_pair")
+        core.uid(uid)
+        session = await minter.auth.create_session(uid, request=request, device_info=device_info)
+        plan = core.pair_plan(
+            minter,
+            uid,
+            session.session_id,
+            fresh=fresh,
+            data=data,
+            access_expiry=access_expiry,
+            refresh_expiry=refresh_expiry,
+            scopes=scopes,
+        )
+        stamps = await core.aio.issue(plan.uid, core.clock(), plan.expires_at + core.leeway, plan.session_id)
+        return minter.mint(plan, stamps)
+
+    async def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
+        """Trade a refresh token for the next pair of its session, detecting reuse (RFC 9700, 4.14.2).
+
+        The token is verified as AuthX verifies a refresh token, then checked for revocation. The
+        session's generation moves forward atomically; the new pair carries the session id and
+        the refresh token's own application claims. Presenting the refresh token that was just
+        replaced again within ``refresh_reuse_grace`` (two tabs refreshing at once, a lost
+        response) answers the session's current pair; any older one, or that one later, is a
+        replay: the whole session is revoked, so both the thief and the victim must log in again.
+
+        Raises:
+            RefreshTokenReusedError: A replay; the session is now revoked (AuthX answers 401).
+            authx.exceptions.RevokedTokenError: The token or its session is revoked, its session
+                record is lost, or it was not minted by ``create_token_pair`` (401).
+            authx.exceptions.JWTDecodeError: Bad signature, expired, or not a JWT (AuthX's 422).
+            authx.exceptions.TokenTypeError: Not a refresh token (401).
+            ConfigurationError: The service was built without the AuthX instance.
+            StoreUnavailableError: The store cannot be reached (a 503).
+        """
+        core = self._core
+        minter = core.authx("rotate_refresh_token")
+        plan, generation = core.rotation_plan(minter, refresh_token)
+        if not (await self.check(refresh_token)).accepted:
+            raise core.revoked_refresh(minter)
+        now = core.clock()
+        until = plan.expires_at + core.leeway
+        outcome = await core.aio.rotate_session(plan.session_id, generation, now, core.grace, until)
+        core.rotated(minter, plan, outcome)
+        return minter.mint(plan, await core.aio.issue(plan.uid, now, until, plan.session_id))
+
+    async def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
+        """Return the session's record (generation, expiry, revoked flag), or ``None``."""
+        core = self._core
+        return await core.aio.get_session(core.session_id(session_id), core.clock())
+
+    async def issue_stamps(self, uid: str, expires_at: float, session_id: Optional[str] = None) -> Stamps:
+        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``.
+
+        With ``session_id``, the stamps also carry the generation of that session's record.
+        """
+        core = self._core
+        sid = core.session_id(session_id) if session_id is not None else None
+        return await core.aio.issue(core.uid(uid), core.clock(), expires_at + core.leeway, sid)
 
     async def get_user_record(self, uid: str) -> Optional[EpochRecord]:
         """Return the user's record (epoch, when and why it last moved), or ``None``."""

@@ -3,7 +3,8 @@
 What it does to ``auth``:
 
 * wraps ``create_access_token`` and ``create_refresh_token`` (and so ``create_token_pair``) so
-  every token carries the user's and the global epoch;
+  every token carries the user's and the global epoch, and a token minted for a session (a
+  ``session_id`` in its data) the generation of that session's record;
 * registers the blocklist callback with ``auth.set_token_blocklist`` and proves AuthX calls it;
 * replaces ``implicit_refresh_middleware`` by one that checks revocation before it re-mints and
   keeps the presented token's stamps and session (AuthX 1.7.1's would launder a revoked cookie);
@@ -30,6 +31,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from authx_epoch.claims import AUTHX_CLAIMS, ClaimNames, stamp_claims
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
 from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation
+from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import StoreSpec, open_store
 
 #: The embedded default store: a SQLite file in the working directory.
@@ -55,16 +57,14 @@ def _lifetime(value: Optional[dt.timedelta], fallback: dt.timedelta) -> dt.timed
     return value if isinstance(value, dt.timedelta) else fallback
 
 
-def _expiry_timestamp(expiry: Any, default: Optional[dt.timedelta], now: float, unbounded: float) -> float:
-    """When a token minted with AuthX's ``expiry`` argument will expire (mirrors AuthX's rules)."""
-    value = expiry if expiry is not None else default
-    if isinstance(value, dt.timedelta):
-        return now + value.total_seconds()
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return now + unbounded
+def _session_of(data: Optional[dict[str, Any]], claim: str) -> Optional[str]:
+    """The session id a token is being minted with (read as the check reads it), or ``None``."""
+    value = data.get(claim) if data else None
+    if isinstance(value, str) and value:
+        return value
+    if type(value) is int:
+        return str(value)
+    return None
 
 
 def _authx_verifier(auth: AuthX[Any]) -> Callable[..., Optional[Mapping[str, Any]]]:
@@ -145,6 +145,7 @@ def install(
     session_lifetime: Optional[dt.timedelta] = None,
     clock: Clock = time.time,
     on_decision: Optional[DecisionHook] = None,
+    refresh_reuse_grace: dt.timedelta = DEFAULT_REFRESH_REUSE_GRACE,
 ) -> EpochRevocation:
     """Install epoch revocation on an AuthX instance and return the service.
 
@@ -170,6 +171,10 @@ def install(
             is given. Defaults to the longer of AuthX's access and refresh lifetimes.
         clock: Returns the current Unix time; inject one in tests.
         on_decision: Called with a ``DecisionEvent`` after every check.
+        refresh_reuse_grace: For ``rotate_refresh_token``: how long after a rotation the replaced
+            refresh token is still answered with the session's current pair (two tabs refreshing
+            at once, a response lost on the way) instead of counting as a replay that revokes the
+            session. A few seconds, like Auth0's reuse interval; ``timedelta(0)`` for none.
 
     Returns:
         The ``EpochRevocation`` service; ``revocation.sync`` is its blocking twin.
@@ -204,6 +209,8 @@ def install(
         session_lifetime=_lifetime(session_lifetime, longest),
         verifier=_authx_verifier(auth),
         on_decision=on_decision,
+        auth=auth,
+        refresh_reuse_grace=refresh_reuse_grace,
     )
     try:
         backend.sync.setup(clock())
@@ -263,6 +270,7 @@ def _register_callback(auth: AuthX[Any], revocation: EpochRevocation) -> None:
 
 def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
     names = revocation.claims
+    session_claim = names.session_id
     stamp = revocation.sync.issue_stamps
     max_lifetime = revocation._core.max_lifetime
     original_access = auth.create_access_token
@@ -279,8 +287,8 @@ def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
         *args: Any,
         **kwargs: Any,
     ) -> str:
-        expires = _expiry_timestamp(expiry, auth.config.JWT_ACCESS_TOKEN_EXPIRES, time.time(), max_lifetime)
-        data = stamp_claims(data, stamp(uid, expires), names)
+        expires = expiry_timestamp(expiry, auth.config.JWT_ACCESS_TOKEN_EXPIRES, time.time(), max_lifetime)
+        data = stamp_claims(data, stamp(uid, expires, _session_of(data, session_claim)), names)
         return original_access(uid, fresh, headers, expiry, data, audience, scopes, *args, **kwargs)
 
     def create_refresh_token(
@@ -293,16 +301,18 @@ def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
         *args: Any,
         **kwargs: Any,
     ) -> str:
-        expires = _expiry_timestamp(expiry, auth.config.JWT_REFRESH_TOKEN_EXPIRES, time.time(), max_lifetime)
-        data = stamp_claims(data, stamp(uid, expires), names)
+        expires = expiry_timestamp(expiry, auth.config.JWT_REFRESH_TOKEN_EXPIRES, time.time(), max_lifetime)
+        data = stamp_claims(data, stamp(uid, expires, _session_of(data, session_claim)), names)
         return original_refresh(uid, headers, expiry, data, audience, scopes, *args, **kwargs)
 
     create_access_token.__doc__ = original_access.__doc__
     create_refresh_token.__doc__ = original_refresh.__doc__
     auth.create_access_token = create_access_token  # type: ignore[method-assign]
     auth.create_refresh_token = create_refresh_token  # type: ignore[method-assign]
-    # Kept for the implicit refresh, which must re-mint without restamping.
+    # Kept for the implicit refresh, which must re-mint without restamping, and for the session
+    # helpers, which stamp a pair with one store write.
     auth._authx_epoch_unstamped_access = original_access  # type: ignore[attr-defined]
+    auth._authx_epoch_unstamped_refresh = original_refresh  # type: ignore[attr-defined]
 
 
 def _wrap_sessions(auth: AuthX[Any], revocation: EpochRevocation) -> None:

@@ -6,20 +6,27 @@ this module; they only send what it builds and hand back what Redis answered.
 Key layout under a prefix ``P`` (``authx-epoch`` by default)::
 
     P:g                      the global record (no expiry)
-    P:{U}:u                  the record of the user whose id hashes to U
-    P:{U}:j:J                a revoked jti J of that user (expires with its token)
-    P:s:S                    a revoked session id S (expires with the session)
+    P:{U}:h                  a hash: field ``r`` the record of the user whose id hashes to U,
+                             fields ``j:J`` that user's revoked jtis J (field ``c``: a sweep cursor)
+    P:s:S                    the record of session S (its generation, expiry and revoked flag)
 
 ``U``, ``J`` and ``S`` are the unpadded base64url SHA-256 digests of the UTF-8 ids: 43
 characters whatever the id holds (braces, colons, glob characters, newlines, 16 kB of text), so
 keys never collide, never break the ``{U}`` hash tag, and never carry an attacker-chosen length
-to Redis on the unauthenticated check path. The tag puts a user's record and revoked jtis in one
-Cluster hash slot. The ids themselves are kept inside the values, for ``export``.
+to Redis on the unauthenticated check path. A user's revoked jtis live in the same key as the
+user's record, so eviction (``allkeys-lru``) can only drop them together: the record's loss makes
+every stamped token of that user a rejection, and a revoked jti can never come back on its own.
+A session's revoked flag lives in its record for the same reason. The ids themselves are kept
+inside the values, for ``export``.
 
 Values are msgpack arrays. A record is ``[epoch, created_at, bumped_at, reason, expires_at, uid]``
 with the epoch as a decimal string (Lua, which runs the atomic writes, has only doubles); a
-revoked id is ``[expires_at, id, uid]``. Every value carries its own expiry, so reads judge
-liveness by the application's clock; Redis' own expiry (a relative ``PX``) only frees memory.
+revoked jti is ``[expires_at, jti, uid]``; a session record is ``[generation, first_generation,
+created_at, expires_at, uid, rotated_at, previous, revoked, session_id]`` (generations as decimal
+strings, absent fields ``false``). Every value carries its own expiry, so reads judge liveness by
+the application's clock; Redis' own expiry (a relative ``PX``) only frees memory. A user's hash
+lives as long as its longest entry; expired jti fields are ignored on read and swept a few at a
+time by the writes to that hash.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from authx_epoch.records import (
     RECORD_SLACK,
     CheckState,
     EpochRecord,
+    RotationOutcome,
+    RotationStatus,
+    SessionRecord,
     SnapshotEntry,
     Stamps,
     StoreStats,
@@ -52,6 +62,8 @@ DEFAULT_PREFIX = "authx-epoch"
 _packer = msgpack.Packer(unicode_errors="surrogatepass", use_bin_type=True)
 
 Value = Optional[bytes]
+#: What a scan reads for one key: a string value, or the fields of a user's hash.
+Scanned = Union[Value, dict[bytes, bytes]]
 
 
 class UnreadableValueError(ValueError):
@@ -100,14 +112,21 @@ def _load_scripts() -> dict[str, Script]:
     folder = resources.files("authx_epoch.stores").joinpath("lua")
     common = folder.joinpath("common.lua").read_text(encoding="utf-8")
     scripts = {}
-    for name in ("setup", "issue", "bump", "revoke", "replace"):
+    for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check"):
         source = common + "\n" + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
         scripts[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
     return scripts
 
 
 SCRIPTS = _load_scripts()
-SETUP, ISSUE, BUMP, REVOKE, REPLACE = (SCRIPTS[name] for name in ("setup", "issue", "bump", "revoke", "replace"))
+SETUP, ISSUE, BUMP, REVOKE, REPLACE, SESSION, CHECK = (
+    SCRIPTS[name] for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check")
+)
+
+#: The field of a user's hash that holds the user's record.
+RECORD_FIELD = b"r"
+#: What a damaged session value reads as: revoked, forever (a damaged entry still rejects).
+_DAMAGED_SESSION = SessionRecord(generation=0, first_generation=0, created_at=0.0, expires_at=math.inf, revoked=True)
 
 
 def _absent(value: Any) -> Any:
@@ -168,6 +187,45 @@ def encode_revoked(expires_at: float, ident: str, uid: Optional[str]) -> bytes:
     return _pack([float(expires_at), ident, uid])
 
 
+def _generation(value: Any) -> Optional[int]:
+    value = _absent(value)
+    return None if value is None else int(value)
+
+
+def decode_session(raw: Value) -> Optional[SessionRecord]:
+    """Read a session value; ``None`` if missing. A damaged one reads as revoked (it still rejects)."""
+    if raw is None:
+        return None
+    try:
+        fields = _unpack(raw)
+        if isinstance(fields[0], (int, float)):
+            # Written before session records existed: [expires_at, session_id, uid], a revoked id.
+            return SessionRecord(0, 0, 0.0, float(fields[0]), revoked=True)
+        uid = _absent(fields[4])
+        generation, first = int(fields[0]), int(fields[1])
+        return SessionRecord(
+            generation=generation,
+            first_generation=first,
+            created_at=float(fields[2]),
+            expires_at=float(fields[3]),
+            uid=uid if isinstance(uid, str) else None,
+            rotated_at=_float(fields[5]),
+            previous=_generation(fields[6]),
+            revoked=bool(_absent(fields[7])),
+        )
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
+        return _DAMAGED_SESSION
+
+
+def _session_id_of(raw: bytes) -> Optional[str]:
+    try:
+        fields = _unpack(raw)
+        sid = _absent(fields[1] if isinstance(fields[0], (int, float)) else fields[8])
+    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
+        return None
+    return sid if isinstance(sid, str) else None
+
+
 def _live(record: Optional[EpochRecord], now: float) -> Optional[EpochRecord]:
     return record if record is not None and record.is_live(now) else None
 
@@ -208,19 +266,22 @@ class KeySpace:
     # -- keys ------------------------------------------------------------------------------
 
     def user_key(self, uid: str) -> bytes:
-        """The key of ``uid``'s record."""
-        return self._p + b"{" + digest(uid) + b"}:u"
+        """The key of ``uid``'s hash: the user's record and revoked jtis."""
+        # ":h", not the ":u" of the string records written before the hash: an old key is
+        # simply not found (its users log in again), never misread.
+        return self._p + b"{" + digest(uid) + b"}:h"
 
-    def token_key(self, uid: str, jti: str) -> bytes:
-        """The key of ``uid``'s revoked ``jti`` (in the user's hash slot)."""
-        return self._p + b"{" + digest(uid) + b"}:j:" + digest(jti)
+    @staticmethod
+    def token_field(jti: str) -> bytes:
+        """The field of a revoked ``jti`` in its owner's hash."""
+        return b"j:" + digest(jti)
 
     def session_key(self, session_id: str) -> bytes:
-        """The key of a revoked session id."""
+        """The key of a session's record."""
         return self._p + b"s:" + digest(session_id)
 
     def kind_of(self, key: bytes) -> Optional[str]:
-        """Which entry a key under the prefix holds: ``global``, ``user``, ``token``, ``session`` or ``None``."""
+        """Which entry a key under the prefix holds: ``global``, ``user``, ``session`` or ``None``."""
         if not key.startswith(self._p):
             return None
         rest = key[len(self._p) :]
@@ -228,36 +289,47 @@ class KeySpace:
             return "global"
         if rest.startswith(b"s:") and len(rest) == 45:
             return "session"
-        if rest.startswith(b"{") and rest[44:45] == b"}":
-            tail = rest[45:]
-            if tail == b":u":
-                return "user"
-            if tail.startswith(b":j:") and len(tail) == 46:
-                return "token"
+        if rest.startswith(b"{") and rest[44:45] == b"}" and rest[45:] == b":h":
+            return "user"
         return None
+
+    def split_scanned(self, keys: Iterable[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Split scanned keys into users' hashes (read with ``HGETALL``) and plain values (``MGET``)."""
+        hashes: list[bytes] = []
+        plain: list[bytes] = []
+        for key in keys:
+            kind = self.kind_of(key)
+            if kind == "user":
+                hashes.append(key)
+            elif kind is not None:
+                plain.append(key)
+        return hashes, plain
 
     # -- the check -------------------------------------------------------------------------
 
-    def check_keys(self, uid: str, jti: Optional[str], session_id: Optional[str]) -> list[bytes]:
-        """The keys one check reads, in one ``MGET``: user, global, then jti and session if any."""
+    def check_call(self, uid: str, jti: Optional[str], session_id: Optional[str]) -> Call:
+        """One check on a single Redis: one read-only script over the user, global and session keys."""
         keys = [self.user_key(uid), self.global_key]
-        if jti is not None:
-            keys.append(self.token_key(uid, jti))
         if session_id is not None:
             keys.append(self.session_key(session_id))
-        return keys
+        return Call(CHECK, keys, [self.token_field(jti) if jti is not None else b""])
 
-    def check_state(
-        self, values: Sequence[Value], jti: Optional[str], session_id: Optional[str], now: float
-    ) -> CheckState:
-        """Turn the answer to ``check_keys`` into what the decision needs."""
-        jti_until = _revoked_until(values[2]) if jti is not None else None
-        sid_until = _revoked_until(values[-1]) if session_id is not None else None
+    def check_state(self, values: Sequence[Value], now: float) -> CheckState:
+        """Turn ``[user record, revoked jti entry, global record, session record]`` into what the decision needs.
+
+        On a single Redis that is the answer of ``check_call``; on Cluster the caller assembles it
+        from the reads of the user's slot, the global record and the session record.
+        """
+        jti_until = _revoked_until(values[1])
+        session = decode_session(values[3])
+        if session is not None and not session.expires_at > now:
+            session = None
         return CheckState(
-            user=_live(decode_record(values[0]), now),
-            global_=decode_record(values[1]),
-            jti_revoked=jti_until is not None and jti_until > now,
-            session_revoked=sid_until is not None and sid_until > now,
+            _live(decode_record(values[0]), now),
+            decode_record(values[2]),
+            jti_until is not None and jti_until > now,
+            session is not None and session.revoked,
+            session,
         )
 
     # -- writes ----------------------------------------------------------------------------
@@ -266,21 +338,50 @@ class KeySpace:
         """Create the global record if missing; the script returns it."""
         return Call(SETUP, [self.global_key], [_pack([str(clock_epoch(now)), now])])
 
-    def issue_call(self, uid: str, now: float, expires_at: float) -> Call:
-        """Ensure the user's record lives until ``expires_at`` (and, on one Redis, the global record)."""
+    def issue_call(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Call:
+        """Ensure the user's record lives until ``expires_at``; on one Redis, the global and session records too.
+
+        On Cluster the global record and the session record live in other slots: send
+        ``setup_call`` and ``ensure_session_call`` alongside.
+        """
         keys = [self.user_key(uid)]
+        with_session = session_id is not None and not self.cluster
         if not self.cluster:
             keys.append(self.global_key)
-        args = _pack([str(clock_epoch(now)), now, expires_at, expires_at + RECORD_SLACK, uid])
+        if with_session:
+            assert session_id is not None
+            keys.append(self.session_key(session_id))
+        args = _pack(
+            [
+                str(clock_epoch(now)),
+                now,
+                expires_at,
+                expires_at + RECORD_SLACK,
+                uid,
+                not self.cluster,
+                session_id if with_session else False,
+            ]
+        )
         return Call(ISSUE, keys, [args])
 
-    def stamps(self, answer: Sequence[bytes], global_raw: Value = None) -> Stamps:
-        """The stamps from the answer of ``issue_call`` (and, on Cluster, of ``setup_call``)."""
+    def ensure_session_call(self, uid: str, session_id: str, now: float, expires_at: float) -> Call:
+        """Ensure a session's record lives until ``expires_at`` (on Cluster, next to ``issue_call``)."""
+        args = _pack([str(clock_epoch(now)), now, expires_at, expires_at + RECORD_SLACK, uid, session_id])
+        return Call(SESSION, [self.session_key(session_id)], [b"ensure", args])
+
+    def stamps(self, answer: Sequence[Value], global_raw: Value = None, session_raw: Value = None) -> Stamps:
+        """The stamps from the answer of ``issue_call`` (on Cluster, also ``setup_call``, ``ensure_session_call``)."""
         user = decode_record(answer[0])
-        global_ = decode_record(answer[1] if len(answer) > 1 else global_raw)
+        global_ = decode_record(answer[1] if not self.cluster else global_raw)
         if user is None or global_ is None:
             raise UnreadableValueError("Redis answered an unreadable record")
-        return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch)
+        raw_session = answer[2] if not self.cluster and len(answer) > 2 else session_raw
+        session = decode_session(raw_session) if raw_session else None
+        return Stamps(
+            user_epoch=user.epoch,
+            global_epoch=global_.epoch,
+            session_generation=session.generation if session is not None else None,
+        )
 
     def bump_user_call(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Call:
         """Atomically bump ``uid``'s epoch."""
@@ -291,13 +392,34 @@ class KeySpace:
         return Call(BUMP, [self.global_key], [_pack([str(clock_epoch(now)), now, reason, None, None])])
 
     def revoke_token_call(self, uid: str, jti: str, expires_at: float, now: float) -> Call:
-        """Put ``jti`` of ``uid`` in the revoked set until ``expires_at``."""
-        return Call(REVOKE, [self.token_key(uid, jti)], [encode_revoked(expires_at, jti, uid), repr(float(now))])
+        """Put ``jti`` of ``uid`` in the user's hash until ``expires_at``."""
+        args: list[Union[bytes, str]] = [encode_revoked(expires_at, jti, uid), self.token_field(jti), repr(float(now))]
+        return Call(REVOKE, [self.user_key(uid)], args)
 
     def revoke_session_call(self, session_id: str, expires_at: float, now: float) -> Call:
-        """Put ``session_id`` in the revoked set until ``expires_at``."""
-        value = encode_revoked(expires_at, session_id, None)
-        return Call(REVOKE, [self.session_key(session_id)], [value, repr(float(now))])
+        """Mark the session's record revoked until at least ``expires_at`` (creating it revoked if missing)."""
+        args = _pack([str(clock_epoch(now)), now, float(expires_at), session_id])
+        return Call(SESSION, [self.session_key(session_id)], [b"revoke", args])
+
+    def rotate_session_call(self, session_id: str, presented: int, now: float, grace: float, expires_at: float) -> Call:
+        """Rotate a session atomically (see ``records.rotate``; the script mirrors it)."""
+        args = _pack([str(clock_epoch(now)), now, str(presented), float(grace), float(expires_at)])
+        return Call(SESSION, [self.session_key(session_id)], [b"rotate", args])
+
+    @staticmethod
+    def rotation(answer: Sequence[Value]) -> RotationOutcome:
+        """The outcome from the answer of ``rotate_session_call``."""
+        status = answer[0].decode() if isinstance(answer[0], bytes) else str(answer[0])
+        try:
+            return RotationOutcome(RotationStatus(status), decode_session(answer[1]) if answer[1] else None)
+        except ValueError as exc:
+            raise UnreadableValueError(f"Redis answered an unknown rotation status {status!r:.40}") from exc
+
+    @staticmethod
+    def session_of(raw: Value, now: float) -> Optional[SessionRecord]:
+        """A session value as a live record, or ``None``."""
+        session = decode_session(raw)
+        return session if session is not None and session.is_live(now) else None
 
     def record_of(self, raw: Value) -> EpochRecord:
         """The record a write script returned."""
@@ -308,14 +430,14 @@ class KeySpace:
 
     # -- import ----------------------------------------------------------------------------
 
-    def import_key(self, entry: SnapshotEntry) -> Optional[bytes]:
-        """The key an imported record goes to, or ``None`` for an entry that is not a record."""
+    def import_key(self, entry: SnapshotEntry) -> Optional[tuple[bytes, Optional[bytes]]]:
+        """The key (and hash field) an imported record goes to, or ``None`` for an entry that is not a record."""
         if entry.record is None:
             return None
         if entry.kind == "global":
-            return self.global_key
+            return self.global_key, None
         if entry.kind == "user":
-            return self.user_key(entry.key)
+            return self.user_key(entry.key), RECORD_FIELD
         return None
 
     def revoke_call_for(self, entry: SnapshotEntry, now: float) -> Optional[Call]:
@@ -328,8 +450,10 @@ class KeySpace:
             return self.revoke_session_call(entry.key, entry.expires_at, now)
         return None
 
-    def merge_call(self, entry: SnapshotEntry, key: bytes, current: Value, now: float) -> Call:
-        """A compare-and-set of ``key`` from ``current`` to ``current`` merged with ``entry``."""
+    def merge_call(
+        self, entry: SnapshotEntry, key: bytes, current: Value, now: float, field: Optional[bytes] = None
+    ) -> Call:
+        """A compare-and-set of ``key`` (its hash ``field``) from ``current`` to ``current`` merged with ``entry``."""
         assert entry.record is not None
         old = _live(decode_record(current), now)
         merged = merge_records(old, entry.record)
@@ -339,40 +463,75 @@ class KeySpace:
             encode_record(merged, uid),
             "" if merged.expires_at is None else repr(float(merged.expires_at)),
             repr(float(now)),
+            field or b"",
         ]
         return Call(REPLACE, [key], args)
 
     # -- listing ---------------------------------------------------------------------------
 
-    def tally(self, items: Iterable[tuple[bytes, Value]], now: float, kind: str) -> StoreStats:
+    def tally(self, items: Iterable[tuple[bytes, Scanned]], now: float, kind: str) -> StoreStats:
         """Count the live entries among scanned ``(key, value)`` pairs."""
-        counts = {"user": 0, "token": 0, "session": 0}
-        for entry in self.entries(items, now):
-            if entry.kind in counts:
-                counts[entry.kind] += 1
+        counts = {"user": 0, "token": 0, "session": 0, "sessions": 0}
+        for key, raw in items:
+            key_kind = self.kind_of(key)
+            if key_kind == "user" and isinstance(raw, dict):
+                record = _live(decode_record(raw.get(RECORD_FIELD)), now)
+                counts["user"] += record is not None
+                counts["token"] += sum(
+                    1
+                    for field, value in raw.items()
+                    if field.startswith(b"j:") and (_revoked_until(value) or 0.0) > now
+                )
+            elif key_kind == "session" and isinstance(raw, bytes):
+                session = self.session_of(raw, now)
+                if session is not None:
+                    counts["sessions"] += 1
+                    counts["session"] += session.revoked
         return StoreStats(
-            kind=kind, users=counts["user"], revoked_tokens=counts["token"], revoked_sessions=counts["session"]
+            kind=kind,
+            users=counts["user"],
+            revoked_tokens=counts["token"],
+            revoked_sessions=counts["session"],
+            sessions=counts["sessions"],
         )
 
-    def entries(self, items: Iterable[tuple[bytes, Value]], now: float) -> Iterator[SnapshotEntry]:
-        """The live snapshot entries among scanned ``(key, value)`` pairs."""
+    def entries(self, items: Iterable[tuple[bytes, Scanned]], now: float) -> Iterator[SnapshotEntry]:
+        """The live snapshot entries among scanned ``(key, value)`` pairs.
+
+        Sessions are exported when revoked only: a snapshot has no place for live session
+        records yet, so after a restore their tokens are refused as lost state (a re-login).
+        """
         for key, raw in items:
             kind = self.kind_of(key)
             if kind is None or raw is None:
                 continue
-            if kind in ("global", "user"):
+            if kind == "global" and isinstance(raw, bytes):
                 record = decode_record(raw)
-                if record is None or (kind == "user" and not record.is_live(now)):
-                    continue
-                uid = "" if kind == "global" else _record_uid(raw)
-                if uid is not None:
-                    yield SnapshotEntry(kind, uid, record=record)
+                if record is not None:
+                    yield SnapshotEntry("global", "", record=record)
+            elif kind == "user" and isinstance(raw, dict):
+                yield from self._user_entries(raw, now)
+            elif kind == "session" and isinstance(raw, bytes):
+                session = self.session_of(raw, now)
+                sid = _session_id_of(raw)
+                if session is not None and session.revoked and sid is not None:
+                    yield SnapshotEntry("session", sid, expires_at=session.expires_at)
+
+    def _user_entries(self, fields: dict[bytes, bytes], now: float) -> Iterator[SnapshotEntry]:
+        raw_record = fields.get(RECORD_FIELD)
+        if raw_record is not None:
+            record = _live(decode_record(raw_record), now)
+            uid = _record_uid(raw_record)
+            if record is not None and uid is not None:
+                yield SnapshotEntry("user", uid, record=record)
+        for field, value in fields.items():
+            if not field.startswith(b"j:"):
                 continue
             try:
-                fields = _unpack(raw)
-                until, ident, owner = float(fields[0]), fields[1], _absent(fields[2])
+                until, ident, owner = _unpack(value)[:3]
+                until = float(until)
             except (ValueError, TypeError, IndexError, msgpack.UnpackException):
                 continue
             if until > now and isinstance(ident, str):
-                uid = owner if isinstance(owner, str) else None
-                yield SnapshotEntry(kind, ident, expires_at=until, uid=uid if kind == "token" else None)
+                owner = _absent(owner)
+                yield SnapshotEntry("token", ident, expires_at=until, uid=owner if isinstance(owner, str) else None)

@@ -14,7 +14,15 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator
 from typing import Optional, Protocol, TypeVar, runtime_checkable
 
-from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry, Stamps, StoreStats
+from authx_epoch.records import (
+    CheckState,
+    EpochRecord,
+    RotationOutcome,
+    SessionRecord,
+    SnapshotEntry,
+    Stamps,
+    StoreStats,
+)
 
 _R = TypeVar("_R")
 
@@ -33,12 +41,30 @@ class SyncStore(Protocol):
         """Return everything one check needs, in one store call. Never writes."""
         ...
 
-    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """Return the epochs to stamp into a token of ``uid`` that lives until ``expires_at``.
 
         Creates the user and global records when they are missing (starting at the clock value)
-        and keeps the user record alive at least until ``expires_at``.
+        and keeps the user record alive at least until ``expires_at``. With ``session_id``, does
+        the same for the session's record and returns its generation in the stamps (a revoked
+        session stays revoked). Writes nothing when every record already lives long enough.
         """
+        ...
+
+    def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """Atomically rotate a session on the use of its refresh token (see ``records.rotate``).
+
+        ``ROTATED``: the presented generation was current; it moved forward and the record lives
+        at least until ``expires_at``. ``GRACE``: the previous generation within ``grace`` seconds
+        of the rotation; nothing moves. ``REUSED``: anything older; the session is revoked in the
+        same atomic step. ``REVOKED``: already revoked. ``MISSING``: no live record.
+        """
+        ...
+
+    def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """Return the session's live record, or ``None``."""
         ...
 
     def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
@@ -60,7 +86,11 @@ class SyncStore(Protocol):
         ...
 
     def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
-        """Put ``session_id`` in the revoked set until ``expires_at`` (never shortening an existing entry)."""
+        """Mark the session revoked until at least ``expires_at`` (never shortening its record).
+
+        A session the store has no record of gets a revoked record, so tokens that carry its id
+        are rejected whether or not they carry a generation.
+        """
         ...
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
@@ -106,8 +136,18 @@ class AsyncStore(Protocol):
         """See ``SyncStore.fetch``."""
         ...
 
-    async def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    async def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``SyncStore.issue``."""
+        ...
+
+    async def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """See ``SyncStore.rotate_session``."""
+        ...
+
+    async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """See ``SyncStore.get_session``."""
         ...
 
     async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
@@ -197,9 +237,19 @@ class AsyncFromSync:
         """See ``SyncStore.fetch``."""
         return self._sync.fetch(uid, jti, session_id, now)
 
-    async def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    async def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``SyncStore.issue``."""
-        return await self._write(self._sync.issue, uid, now, expires_at)
+        return await self._write(self._sync.issue, uid, now, expires_at, session_id)
+
+    async def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """See ``SyncStore.rotate_session``."""
+        return await self._write(self._sync.rotate_session, session_id, presented_generation, now, grace, expires_at)
+
+    async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """See ``SyncStore.get_session``."""
+        return self._sync.get_session(session_id, now)
 
     async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
         """See ``SyncStore.bump_user``."""

@@ -9,14 +9,20 @@ from itertools import islice
 from typing import Optional
 
 from authx_epoch.records import (
+    RECORD_SLACK,
     CheckState,
     EpochRecord,
+    RotationOutcome,
+    SessionRecord,
     SnapshotEntry,
     Stamps,
     StoreStats,
     clock_epoch,
+    ensure_session,
     merge_records,
     next_epoch,
+    revoke_session_record,
+    rotate,
 )
 from authx_epoch.stores.base import AsyncFromSync, AsyncStore, SyncStore
 
@@ -41,7 +47,7 @@ class MemoryStore:
         self._global: Optional[EpochRecord] = None
         self._tokens: dict[str, float] = {}
         self._token_owners: dict[str, str] = {}
-        self._sessions: dict[str, float] = {}
+        self._sessions: dict[str, SessionRecord] = {}
         self._aio = AsyncFromSync(self, offload_writes=False)
 
     @property
@@ -67,17 +73,29 @@ class MemoryStore:
         if user is not None and not user.is_live(now):
             user = None
         jti_until = self._tokens.get(jti) if jti is not None else None
-        sid_until = self._sessions.get(session_id) if session_id is not None else None
+        session = self._sessions.get(session_id) if session_id is not None else None
+        if session is not None and not session.expires_at > now:
+            session = None
         return CheckState(
-            user=user,
-            global_=self._global,
-            jti_revoked=jti_until is not None and jti_until > now,
-            session_revoked=sid_until is not None and sid_until > now,
+            user,
+            self._global,
+            jti_until is not None and jti_until > now,
+            session is not None and session.revoked,
+            session,
         )
 
-    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``SyncStore.issue``."""
         with self._lock:
+            generation = None
+            if session_id is not None:
+                current = self._sessions.get(session_id)
+                changed = ensure_session(current, uid, now, expires_at, expires_at + RECORD_SLACK)
+                if changed is not None:
+                    self._sessions[session_id] = current = changed
+                    self._sweep(now)
+                assert current is not None
+                generation = current.generation
             if self._global is None:
                 self._global = EpochRecord(epoch=clock_epoch(now), created_at=now)
             user = self._users.get(uid)
@@ -88,7 +106,22 @@ class MemoryStore:
             elif user.expires_at is not None and user.expires_at < expires_at:
                 user = replace(user, expires_at=expires_at)
                 self._users[uid] = user
-            return Stamps(user_epoch=user.epoch, global_epoch=self._global.epoch)
+            return Stamps(user_epoch=user.epoch, global_epoch=self._global.epoch, session_generation=generation)
+
+    def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """See ``SyncStore.rotate_session``."""
+        with self._lock:
+            outcome, write = rotate(self._sessions.get(session_id), presented_generation, now, grace, expires_at)
+            if write is not None:
+                self._sessions[session_id] = write
+            return outcome
+
+    def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """See ``SyncStore.get_session``."""
+        session = self._sessions.get(session_id)
+        return session if session is not None and session.is_live(now) else None
 
     def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
         """See ``SyncStore.bump_user``."""
@@ -129,7 +162,7 @@ class MemoryStore:
     def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_session``."""
         with self._lock:
-            self._sessions[session_id] = max(expires_at, self._sessions.get(session_id, 0.0))
+            self._sessions[session_id] = revoke_session_record(self._sessions.get(session_id), now, expires_at)
             self._sweep(now)
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
@@ -148,7 +181,8 @@ class MemoryStore:
                 kind=self.kind,
                 users=sum(1 for record in self._users.values() if record.is_live(now)),
                 revoked_tokens=sum(1 for until in self._tokens.values() if until > now),
-                revoked_sessions=sum(1 for until in self._sessions.values() if until > now),
+                revoked_sessions=sum(1 for s in self._sessions.values() if s.revoked and s.is_live(now)),
+                sessions=sum(1 for s in self._sessions.values() if s.is_live(now)),
             )
 
     def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
@@ -161,7 +195,13 @@ class MemoryStore:
                 for j, t in self._tokens.items()
                 if t > now
             ]
-            entries += [SnapshotEntry("session", s, expires_at=t) for s, t in self._sessions.items() if t > now]
+            # Revoked sessions only: a snapshot has no place for live ones yet (their tokens are
+            # then refused as lost state after a restore: a re-login, never an acceptance).
+            entries += [
+                SnapshotEntry("session", sid, expires_at=s.expires_at)
+                for sid, s in self._sessions.items()
+                if s.revoked and s.is_live(now)
+            ]
         return iter(entries)
 
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
@@ -173,11 +213,14 @@ class MemoryStore:
                     self._global = merge_records(self._global, entry.record)
                 elif entry.kind == "user" and entry.record is not None:
                     self._users[entry.key] = merge_records(self._users.get(entry.key), entry.record)
-                elif entry.kind in ("token", "session") and entry.expires_at is not None:
-                    table = self._tokens if entry.kind == "token" else self._sessions
-                    table[entry.key] = max(entry.expires_at, table.get(entry.key, 0.0))
-                    if entry.kind == "token":
-                        self._token_owners[entry.key] = entry.uid or ""
+                elif entry.kind == "token" and entry.expires_at is not None:
+                    self._tokens[entry.key] = max(entry.expires_at, self._tokens.get(entry.key, 0.0))
+                    self._token_owners[entry.key] = entry.uid or ""
+                elif entry.kind == "session" and entry.expires_at is not None:
+                    if entry.expires_at <= now:
+                        continue
+                    current = self._sessions.get(entry.key)
+                    self._sessions[entry.key] = revoke_session_record(current, now, entry.expires_at)
                 else:
                     continue
                 count += 1
@@ -199,13 +242,18 @@ class MemoryStore:
         # A rotating sweep: look at the oldest few entries of each map, drop the expired ones and
         # move the live ones to the back, so every entry is visited in turn and the maps stay near
         # the size of their live entries without a cleanup task.
-        for table in (self._tokens, self._sessions):
-            for key in list(islice(table, _SWEEP)):
-                until = table.pop(key)
-                if until > now:
-                    table[key] = until
-                elif table is self._tokens:
-                    self._token_owners.pop(key, None)
+        tokens = self._tokens
+        for key in list(islice(tokens, _SWEEP)):
+            until = tokens.pop(key)
+            if until > now:
+                tokens[key] = until
+            else:
+                self._token_owners.pop(key, None)
+        sessions = self._sessions
+        for sid in list(islice(sessions, _SWEEP)):
+            session = sessions.pop(sid)
+            if session.is_live(now):
+                sessions[sid] = session
         for uid in list(islice(self._users, _SWEEP)):
             record = self._users.pop(uid)
             if record.is_live(now):

@@ -2,10 +2,11 @@
 
 Needs the ``redis`` extra: ``pip install 'authx-epoch[redis]'``.
 
-One check is one ``MGET`` on one Redis (one command, one round trip). On Redis Cluster a user's
-record and revoked jtis share a hash slot, while the global record and session ids live in
-slots of their own; the check reads them with one ``MGET`` per slot, sent to their nodes in
-parallel (2 commands, 3 with a session id; one round trip of wall time). Writes are Lua scripts,
+One check is one ``EVALSHA_RO`` of a read-only script on one Redis (one command, one round
+trip). On Redis Cluster a user's record and revoked jtis share one key (a hash), while the global
+record and session records live in slots of their own; the check reads them with one command per
+key, sent to their nodes in parallel (2 commands, 3 with a session id; one round trip of wall
+time). Writes are Lua scripts,
 so concurrent bumps never lose an increment. Every driver error or timeout becomes
 ``StoreUnavailableError`` (a 503 in fail-closed mode); the client reconnects on its own, so
 service resumes when Redis is back. The key layout is described in ``_redis_codec``.
@@ -29,12 +30,28 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.retry import Retry
 
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
-from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry, Stamps, StoreStats
-from authx_epoch.stores._redis_codec import DEFAULT_PREFIX, Call, KeySpace, UnreadableValueError, Value
+from authx_epoch.records import (
+    CheckState,
+    EpochRecord,
+    RotationOutcome,
+    SessionRecord,
+    SnapshotEntry,
+    Stamps,
+    StoreStats,
+)
+from authx_epoch.stores._redis_codec import (
+    DEFAULT_PREFIX,
+    RECORD_FIELD,
+    Call,
+    KeySpace,
+    Scanned,
+    UnreadableValueError,
+    Value,
+)
 from authx_epoch.stores.base import AsyncStore, SyncStore
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore"]
@@ -57,6 +74,26 @@ def _unavailable(what: str) -> Iterator[None]:
         yield
     except _ERRORS as exc:
         raise StoreUnavailableError(f"Redis store unavailable ({what}): {type(exc).__name__}: {exc}") from exc
+
+
+def _no_read_only_scripts(exc: ResponseError) -> bool:
+    # Redis before 7.0 has no EVALSHA_RO; the same script then runs with EVALSHA.
+    return "unknown command" in str(exc).lower()
+
+
+def _cluster_reads(keys: KeySpace, uid: str, jti: Optional[str], session_id: Optional[str]) -> list[tuple[Any, ...]]:
+    """The commands one check sends on Cluster, one per key: user's hash, global record, session record."""
+    fields = [RECORD_FIELD, keys.token_field(jti)] if jti is not None else [RECORD_FIELD]
+    reads: list[tuple[Any, ...]] = [("hmget", keys.user_key(uid), fields), ("get", keys.global_key)]
+    if session_id is not None:
+        reads.append(("get", keys.session_key(session_id)))
+    return reads
+
+
+def _cluster_values(answers: Sequence[Any], jti: Optional[str]) -> list[Value]:
+    """The answers of ``_cluster_reads`` in the order ``KeySpace.check_state`` reads them."""
+    user = answers[0]
+    return [user[0], user[1] if jti is not None else None, answers[1], answers[2] if len(answers) > 2 else None]
 
 
 def _retry() -> Retry:
@@ -156,6 +193,7 @@ class _SyncRedis:
         self._owned = owned
         self._client: Optional[AnyRedis] = None
         self._lock = threading.Lock()
+        self._read_only_scripts = True
 
     def _redis(self) -> AnyRedis:
         client = self._client
@@ -176,6 +214,20 @@ class _SyncRedis:
             # Scripts are cached by the server, and lost on restart or SCRIPT FLUSH.
             return client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
 
+    def _eval_ro(self, call: Call) -> Any:
+        client = self._redis()
+        if not self._read_only_scripts:
+            return self._eval(call)
+        try:
+            return client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            return client.eval_ro(call.script.source, len(call.keys), *call.keys, *call.args)
+        except ResponseError as exc:
+            if not _no_read_only_scripts(exc):
+                raise
+            self._read_only_scripts = False
+            return self._eval(call)
+
     def _mget(self, keys: Sequence[bytes]) -> list[Value]:
         client = self._redis()
         if self._keys.cluster:
@@ -191,16 +243,43 @@ class _SyncRedis:
         """See ``SyncStore.fetch``."""
         keys = self._keys
         with _unavailable("check"):
-            values = self._mget(keys.check_keys(uid, jti, session_id))
-        return keys.check_state(values, jti, session_id, now)
+            if not keys.cluster:
+                values = self._eval_ro(keys.check_call(uid, jti, session_id))
+            else:
+                pipe = self._redis().pipeline()
+                for command, *args in _cluster_reads(keys, uid, jti, session_id):
+                    getattr(pipe, command)(*args)
+                values = _cluster_values(pipe.execute(), jti)
+            return keys.check_state(values, now)
 
-    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``SyncStore.issue``."""
         keys = self._keys
         with _unavailable("issue"):
-            answer = self._eval(keys.issue_call(uid, now, expires_at))
-            global_raw = self._eval(keys.setup_call(now)) if keys.cluster else None
-            return keys.stamps(answer, global_raw)
+            answer = self._eval(keys.issue_call(uid, now, expires_at, session_id))
+            if not keys.cluster:
+                return keys.stamps(answer)
+            global_raw = self._eval(keys.setup_call(now))
+            session_raw = None
+            if session_id is not None:
+                session_raw = self._eval(keys.ensure_session_call(uid, session_id, now, expires_at))
+            return keys.stamps(answer, global_raw, session_raw)
+
+    def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """See ``SyncStore.rotate_session``."""
+        keys = self._keys
+        with _unavailable("rotate_session"):
+            return keys.rotation(
+                self._eval(keys.rotate_session_call(session_id, presented_generation, now, grace, expires_at))
+            )
+
+    def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """See ``SyncStore.get_session``."""
+        keys = self._keys
+        with _unavailable("get_session"):
+            return keys.session_of(cast(Value, self._redis().get(keys.session_key(session_id))), now)
 
     def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
         """See ``SyncStore.bump_user``."""
@@ -230,12 +309,18 @@ class _SyncRedis:
         """See ``SyncStore.get_global``."""
         return self.fetch("", None, None, now).global_
 
-    def _scan(self) -> list[tuple[bytes, Value]]:
+    def _scan(self) -> list[tuple[bytes, Scanned]]:
         client = self._redis()
-        pairs: list[tuple[bytes, Value]] = []
+        pairs: list[tuple[bytes, Scanned]] = []
         found = client.scan_iter(match=self._keys.pattern, count=_BATCH)
         while batch := list(islice(found, _BATCH)):
-            pairs += zip(batch, self._mget(batch), strict=True)
+            hashes, plain = self._keys.split_scanned(batch)
+            pairs += zip(plain, self._mget(plain), strict=True) if plain else []
+            if hashes:
+                pipe = client.pipeline(transaction=False)
+                for key in hashes:
+                    pipe.hgetall(key)
+                pairs += zip(hashes, pipe.execute(), strict=True)
         return pairs
 
     def stats(self, now: float) -> StoreStats:
@@ -255,11 +340,14 @@ class _SyncRedis:
         with _unavailable("import"):
             client = self._redis()
             for entry in entries:
-                key = keys.import_key(entry)
-                if key is not None:
+                target = keys.import_key(entry)
+                if target is not None:
+                    key, field = target
                     # Compare-and-set until no concurrent write slipped in between read and write.
-                    while not self._eval(keys.merge_call(entry, key, cast(Value, client.get(key)), now)):
-                        pass
+                    while True:
+                        current = cast(Value, client.hget(key, field) if field else client.get(key))
+                        if self._eval(keys.merge_call(entry, key, current, now, field)):
+                            break
                 elif (call := keys.revoke_call_for(entry, now)) is not None:
                     self._eval(call)
                 else:
@@ -342,6 +430,7 @@ class _AsyncRedis:
         ] = weakref.WeakKeyDictionary()
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._client: Optional[AnyAsyncRedis] = None
+        self._read_only_scripts = True
 
     async def _redis(self) -> AnyAsyncRedis:
         if self._fixed is not None:
@@ -374,6 +463,20 @@ class _AsyncRedis:
         except NoScriptError:
             return await client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
 
+    async def _eval_ro(self, call: Call) -> Any:
+        client = await self._redis()
+        if not self._read_only_scripts:
+            return await self._eval(call)
+        try:
+            return await client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
+        except NoScriptError:
+            return await client.eval_ro(call.script.source, len(call.keys), *call.keys, *call.args)
+        except ResponseError as exc:
+            if not _no_read_only_scripts(exc):
+                raise
+            self._read_only_scripts = False
+            return await self._eval(call)
+
     async def _mget(self, keys: Sequence[bytes]) -> list[Value]:
         client = await self._redis()
         if self._keys.cluster:
@@ -389,20 +492,45 @@ class _AsyncRedis:
         """See ``SyncStore.fetch``."""
         keys = self._keys
         with _unavailable("check"):
-            values = await self._mget(keys.check_keys(uid, jti, session_id))
-        return keys.check_state(values, jti, session_id, now)
+            if not keys.cluster:
+                values = await self._eval_ro(keys.check_call(uid, jti, session_id))
+            else:
+                client = await self._redis()
+                # Each key is in its own slot, perhaps on its own node: ask them all at once.
+                answers = await asyncio.gather(
+                    *(getattr(client, command)(*args) for command, *args in _cluster_reads(keys, uid, jti, session_id))
+                )
+                values = _cluster_values(answers, jti)
+            return keys.check_state(values, now)
 
-    async def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    async def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``SyncStore.issue``."""
         keys = self._keys
         with _unavailable("issue"):
             if not keys.cluster:
-                return keys.stamps(await self._eval(keys.issue_call(uid, now, expires_at)))
-            # The user's slot and the global record's slot are on different nodes: ask both at once.
-            answer, global_raw = await asyncio.gather(
-                self._eval(keys.issue_call(uid, now, expires_at)), self._eval(keys.setup_call(now))
-            )
-            return keys.stamps(answer, global_raw)
+                return keys.stamps(await self._eval(keys.issue_call(uid, now, expires_at, session_id)))
+            # The user's slot, the global record's and the session's are on different nodes: ask all at once.
+            calls = [keys.issue_call(uid, now, expires_at), keys.setup_call(now)]
+            if session_id is not None:
+                calls.append(keys.ensure_session_call(uid, session_id, now, expires_at))
+            answers = await asyncio.gather(*(self._eval(call) for call in calls))
+            return keys.stamps(answers[0], answers[1], answers[2] if session_id is not None else None)
+
+    async def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """See ``SyncStore.rotate_session``."""
+        keys = self._keys
+        with _unavailable("rotate_session"):
+            call = keys.rotate_session_call(session_id, presented_generation, now, grace, expires_at)
+            return keys.rotation(await self._eval(call))
+
+    async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """See ``SyncStore.get_session``."""
+        keys = self._keys
+        with _unavailable("get_session"):
+            client = await self._redis()
+            return keys.session_of(cast(Value, await client.get(keys.session_key(session_id))), now)
 
     async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
         """See ``SyncStore.bump_user``."""
@@ -432,13 +560,18 @@ class _AsyncRedis:
         """See ``SyncStore.get_global``."""
         return (await self.fetch("", None, None, now)).global_
 
-    async def _scan(self) -> list[tuple[bytes, Value]]:
+    async def _scan(self) -> list[tuple[bytes, Scanned]]:
         client = await self._redis()
         found = [key async for key in client.scan_iter(match=self._keys.pattern, count=_BATCH)]
-        pairs: list[tuple[bytes, Value]] = []
+        pairs: list[tuple[bytes, Scanned]] = []
         for start in range(0, len(found), _BATCH):
-            batch = found[start : start + _BATCH]
-            pairs += zip(batch, await self._mget(batch), strict=True)
+            hashes, plain = self._keys.split_scanned(found[start : start + _BATCH])
+            pairs += zip(plain, await self._mget(plain), strict=True) if plain else []
+            if hashes:
+                pipe = client.pipeline(transaction=False)
+                for key in hashes:
+                    pipe.hgetall(key)
+                pairs += zip(hashes, await pipe.execute(), strict=True)
         return pairs
 
     async def stats(self, now: float) -> StoreStats:
@@ -458,10 +591,13 @@ class _AsyncRedis:
         with _unavailable("import"):
             client = await self._redis()
             for entry in entries:
-                key = keys.import_key(entry)
-                if key is not None:
-                    while not await self._eval(keys.merge_call(entry, key, cast(Value, await client.get(key)), now)):
-                        pass
+                target = keys.import_key(entry)
+                if target is not None:
+                    key, field = target
+                    while True:
+                        current = cast(Value, await (client.hget(key, field) if field else client.get(key)))
+                        if await self._eval(keys.merge_call(entry, key, current, now, field)):
+                            break
                 elif (call := keys.revoke_call_for(entry, now)) is not None:
                     await self._eval(call)
                 else:

@@ -9,30 +9,37 @@ Expired rows are ignored by every read and deleted a few at a time by writes.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
 from authx_epoch.records import (
     RECORD_SLACK,
     CheckState,
     EpochRecord,
+    RotationOutcome,
+    SessionRecord,
     SnapshotEntry,
     Stamps,
     StoreStats,
     clock_epoch,
+    ensure_session,
     merge_records,
+    revoke_session_record,
+    rotate,
 )
 from authx_epoch.stores.base import AsyncFromSync, AsyncStore, SyncStore
+
+_T = TypeVar("_T")
 
 _GLOBAL = "g"
 _USER = "u:"
 _TOKEN = "j"
-_SESSION = "s"
 _SWEEP = 64
 
 _SCHEMA = """
@@ -53,16 +60,42 @@ CREATE TABLE IF NOT EXISTS revoked (
     PRIMARY KEY (kind, id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS revoked_expiry ON revoked (expires_at);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    first_generation INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    uid TEXT,
+    rotated_at REAL,
+    previous INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
 """
+
+# Files written before session records existed kept revoked session ids in ``revoked``: move them
+# to revoked session records once, so no revocation is forgotten by the upgrade.
+_MIGRATE = """
+BEGIN IMMEDIATE;
+INSERT INTO sessions (id, generation, first_generation, created_at, expires_at, revoked)
+    SELECT id, 0, 0, 0, expires_at, 1 FROM revoked WHERE kind = 's'
+    ON CONFLICT (id) DO UPDATE SET revoked = 1, expires_at = max(sessions.expires_at, excluded.expires_at);
+DELETE FROM revoked WHERE kind = 's';
+COMMIT;
+"""
+
+_SESSION = "generation, first_generation, created_at, expires_at, uid, rotated_at, previous, revoked"
 
 _RECORD = "epoch, created_at, bumped_at, reason, expires_at"
 
-# One statement answers a whole check: the user record, the global record and both revoked ids.
+# One statement answers a whole check: the user record, the global record, the revoked jti and
+# the session record (padded to the session row's eight columns).
 _FETCH = f"""
-SELECT 'u', {_RECORD} FROM epochs WHERE scope = :user AND (expires_at IS NULL OR expires_at > :now)
-UNION ALL SELECT 'g', {_RECORD} FROM epochs WHERE scope = 'g'
-UNION ALL SELECT 'j', 0, 0, NULL, NULL, expires_at FROM revoked WHERE kind = 'j' AND id = :jti AND expires_at > :now
-UNION ALL SELECT 's', 0, 0, NULL, NULL, expires_at FROM revoked WHERE kind = 's' AND id = :sid AND expires_at > :now
+SELECT 'u', {_RECORD}, 0, 0, 0 FROM epochs WHERE scope = :user AND (expires_at IS NULL OR expires_at > :now)
+UNION ALL SELECT 'g', {_RECORD}, 0, 0, 0 FROM epochs WHERE scope = 'g'
+UNION ALL SELECT 'j', 0, 0, 0, 0, 0, 0, 0, 0 FROM revoked WHERE kind = 'j' AND id = :jti AND expires_at > :now
+UNION ALL SELECT 's', {_SESSION} FROM sessions WHERE id = :sid AND expires_at > :now
 """
 
 _BUMP = f"""
@@ -103,7 +136,11 @@ ON CONFLICT (kind, id) DO UPDATE SET expires_at = max(revoked.expires_at, exclud
 _PURGE = (
     "DELETE FROM revoked WHERE (kind, id) IN (SELECT kind, id FROM revoked WHERE expires_at <= :now LIMIT :n)",
     "DELETE FROM epochs WHERE scope IN (SELECT scope FROM epochs WHERE expires_at <= :now LIMIT :n)",
+    "DELETE FROM sessions WHERE id IN (SELECT id FROM sessions WHERE expires_at <= :now LIMIT :n)",
 )
+
+_GET_SESSION = f"SELECT {_SESSION} FROM sessions WHERE id = ? AND expires_at > ?"
+_PUT_SESSION = f"INSERT OR REPLACE INTO sessions (id, {_SESSION}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _unstorable(value: object) -> bool:
@@ -118,6 +155,33 @@ def _unstorable(value: object) -> bool:
 
 def _record(row: tuple[Any, ...]) -> EpochRecord:
     return EpochRecord(epoch=row[0], created_at=row[1], bumped_at=row[2], reason=row[3], expires_at=row[4])
+
+
+def _session(row: tuple[Any, ...]) -> SessionRecord:
+    return SessionRecord(
+        generation=row[0],
+        first_generation=row[1],
+        created_at=row[2],
+        expires_at=row[3],
+        uid=row[4],
+        rotated_at=row[5],
+        previous=row[6],
+        revoked=bool(row[7]),
+    )
+
+
+def _session_row(session_id: str, record: SessionRecord) -> tuple[Any, ...]:
+    return (
+        session_id,
+        record.generation,
+        record.first_generation,
+        record.created_at,
+        record.expires_at,
+        record.uid,
+        record.rotated_at,
+        record.previous,
+        int(record.revoked),
+    )
 
 
 class SqliteStore:
@@ -205,6 +269,8 @@ class SqliteStore:
             conn.execute("PRAGMA synchronous=FULL")
             if write:
                 conn.executescript(_SCHEMA)
+                if conn.execute("SELECT 1 FROM revoked WHERE kind = 's' LIMIT 1").fetchone():
+                    conn.executescript(_MIGRATE)
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened") from exc
         setattr(self._local, slot, conn)
@@ -253,8 +319,8 @@ class SqliteStore:
         if rows is None:
             # The file was replaced by an empty one: every record is lost, which means rejection.
             return CheckState(user=None, global_=None)
-        user = global_ = None
-        jti_revoked = session_revoked = False
+        user = global_ = session = None
+        jti_revoked = False
         for row in rows:
             tag = row[0]
             if tag == "u":
@@ -264,8 +330,8 @@ class SqliteStore:
             elif tag == "j":
                 jti_revoked = True
             else:
-                session_revoked = True
-        return CheckState(user=user, global_=global_, jti_revoked=jti_revoked, session_revoked=session_revoked)
+                session = _session(row[1:])
+        return CheckState(user, global_, jti_revoked, session is not None and session.revoked, session)
 
     def _fetch_rows(self, params: dict[str, Any]) -> Optional[list[Any]]:
         try:
@@ -278,9 +344,10 @@ class SqliteStore:
             raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
         return rows
 
-    def issue(self, uid: str, now: float, expires_at: float) -> Stamps:
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``SyncStore.issue``."""
         scope = _USER + uid
+        extend_to = expires_at + RECORD_SLACK
         with self._errors():
             conn = self._connection(write=True)
             rows = conn.execute(
@@ -288,27 +355,81 @@ class SqliteStore:
             ).fetchall()
             found = {row[0]: _record(row[1:]) for row in rows}
             user, global_ = found.get(scope), found.get(_GLOBAL)
+            session = self._get_session(conn, session_id, now) if session_id is not None else None
             if (
                 global_ is not None
                 and user is not None
                 and user.expires_at is not None
                 and user.expires_at >= expires_at
+                and (session_id is None or ensure_session(session, uid, now, expires_at, extend_to) is None)
             ):
-                return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch)
+                generation = session.generation if session is not None else None
+                return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch, session_generation=generation)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(_ENSURE_GLOBAL, {"clock": clock_epoch(now), "now": now})
                 user_row = conn.execute(
                     _ENSURE_USER,
-                    {"scope": scope, "clock": clock_epoch(now), "now": now, "expires_at": expires_at + RECORD_SLACK},
+                    {"scope": scope, "clock": clock_epoch(now), "now": now, "expires_at": extend_to},
                 ).fetchall()[0]
                 global_row = conn.execute("SELECT epoch FROM epochs WHERE scope = 'g'").fetchone()
+                generation = None
+                if session_id is not None:
+                    # Read again inside the write transaction: another process may have moved it.
+                    session = self._get_session(conn, session_id, now, expired_too=True)
+                    changed = ensure_session(session, uid, now, expires_at, extend_to)
+                    if changed is not None:
+                        conn.execute(_PUT_SESSION, _session_row(session_id, changed))
+                        session = changed
+                    assert session is not None
+                    generation = session.generation
                 self._purge(conn, now)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return Stamps(user_epoch=user_row[0], global_epoch=global_row[0])
+        return Stamps(user_epoch=user_row[0], global_epoch=global_row[0], session_generation=generation)
+
+    @staticmethod
+    def _get_session(
+        conn: sqlite3.Connection, session_id: str, now: float, *, expired_too: bool = False
+    ) -> Optional[SessionRecord]:
+        row = conn.execute(_GET_SESSION, (session_id, -math.inf if expired_too else now)).fetchone()
+        return _session(row) if row is not None else None
+
+    def _update_session(
+        self,
+        session_id: str,
+        now: float,
+        change: Callable[[Optional[SessionRecord]], tuple[_T, Optional[SessionRecord]]],
+    ) -> _T:
+        """Read a session record, compute its change and write it, in one write transaction."""
+        with self._errors():
+            conn = self._connection(write=True)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result, write = change(self._get_session(conn, session_id, now, expired_too=True))
+                if write is not None:
+                    conn.execute(_PUT_SESSION, _session_row(session_id, write))
+                    self._purge(conn, now)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return result
+
+    def rotate_session(
+        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> RotationOutcome:
+        """See ``SyncStore.rotate_session``."""
+        return self._update_session(
+            session_id, now, lambda record: rotate(record, presented_generation, now, grace, expires_at)
+        )
+
+    def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
+        """See ``SyncStore.get_session``."""
+        with self._errors():
+            return self._get_session(self._reader(), session_id, now)
 
     def _bump(self, scope: str, now: float, reason: Optional[str], expires_at: Optional[float]) -> EpochRecord:
         params = {"scope": scope, "clock": clock_epoch(now), "now": now, "reason": reason, "expires_at": expires_at}
@@ -338,7 +459,11 @@ class SqliteStore:
 
     def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
         """See ``SyncStore.revoke_session``."""
-        self._revoke(_SESSION, session_id, expires_at, now)
+
+        def revoke(record: Optional[SessionRecord]) -> tuple[None, SessionRecord]:
+            return None, revoke_session_record(record, now, expires_at)
+
+        self._update_session(session_id, now, revoke)
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
         """See ``SyncStore.get_user``."""
@@ -355,13 +480,15 @@ class SqliteStore:
             users = conn.execute(
                 "SELECT count(*) FROM epochs WHERE scope != 'g' AND expires_at > ?", (now,)
             ).fetchone()[0]
-            tokens, sessions = (
-                conn.execute("SELECT count(*) FROM revoked WHERE kind = ? AND expires_at > ?", (kind, now)).fetchone()[
-                    0
-                ]
-                for kind in (_TOKEN, _SESSION)
-            )
-        return StoreStats(kind=self.kind, users=users, revoked_tokens=tokens, revoked_sessions=sessions)
+            tokens = conn.execute(
+                "SELECT count(*) FROM revoked WHERE kind = ? AND expires_at > ?", (_TOKEN, now)
+            ).fetchone()[0]
+            sessions, revoked_sessions = conn.execute(
+                "SELECT count(*), coalesce(sum(revoked), 0) FROM sessions WHERE expires_at > ?", (now,)
+            ).fetchone()
+        return StoreStats(
+            kind=self.kind, users=users, revoked_tokens=tokens, revoked_sessions=revoked_sessions, sessions=sessions
+        )
 
     def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
         """See ``SyncStore.export_entries``."""
@@ -371,7 +498,12 @@ class SqliteStore:
                 f"SELECT scope, {_RECORD} FROM epochs WHERE expires_at IS NULL OR expires_at > ?", (now,)
             ).fetchall()
             revoked = conn.execute(
-                "SELECT kind, id, expires_at, uid FROM revoked WHERE expires_at > ?", (now,)
+                "SELECT kind, id, expires_at, uid FROM revoked WHERE kind = ? AND expires_at > ?", (_TOKEN, now)
+            ).fetchall()
+            # Revoked sessions only: a snapshot has no place for live ones yet (their tokens are
+            # then refused as lost state after a restore: a re-login, never an acceptance).
+            revoked += conn.execute(
+                "SELECT 's', id, expires_at, NULL FROM sessions WHERE revoked AND expires_at > ?", (now,)
             ).fetchall()
         for row in records:
             scope = row[0]
@@ -406,10 +538,15 @@ class SqliteStore:
                                 merged.expires_at,
                             ),
                         )
-                    elif entry.kind in ("token", "session") and entry.expires_at is not None:
-                        kind = _TOKEN if entry.kind == "token" else _SESSION
-                        params = {"kind": kind, "id": entry.key, "expires_at": entry.expires_at, "uid": entry.uid}
+                    elif entry.kind == "token" and entry.expires_at is not None:
+                        params = {"kind": _TOKEN, "id": entry.key, "expires_at": entry.expires_at, "uid": entry.uid}
                         conn.execute(_REVOKE, params)
+                    elif entry.kind == "session" and entry.expires_at is not None:
+                        if entry.expires_at <= now:
+                            continue
+                        current = self._get_session(conn, entry.key, now, expired_too=True)
+                        revoked = revoke_session_record(current, now, entry.expires_at)
+                        conn.execute(_PUT_SESSION, _session_row(entry.key, revoked))
                     else:
                         continue
                     count += 1
@@ -425,6 +562,7 @@ class SqliteStore:
             conn = self._connection(write=True)
             conn.execute("DELETE FROM epochs")
             conn.execute("DELETE FROM revoked")
+            conn.execute("DELETE FROM sessions")
 
     def close(self) -> None:
         """Close every connection this store opened, in every thread."""

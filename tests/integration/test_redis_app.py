@@ -100,6 +100,60 @@ async def test_eviction_under_memory_pressure_never_accepts_a_revoked_token(priv
     harness.rev.store.sync.close()
 
 
+async def test_eviction_never_brings_back_a_revoked_jti_or_session(private_redis: RedisServer) -> None:
+    """Single-token and session revocations live in the same key as what they protect.
+
+    A revoked jti is a field of its user's hash, next to the user's record, and a session's
+    revoked flag is in the session's record: eviction can drop them only together with the
+    record the token needs, so a revoked token ends in lost state (a re-login), never accepted.
+    """
+    admin = private_redis.client()
+    harness = build_app(private_redis.url)
+    users = [f"user-{index}" for index in range(80)]
+    revoked_jti: dict[str, str] = {}
+    revoked_session: dict[str, str] = {}
+    kept: dict[str, str] = {}
+    for uid in users:
+        # Each user keeps a live token, so the user's record is in use and worth keeping.
+        kept[uid] = await login(harness, uid)
+        revoked_jti[uid] = await login(harness, uid)
+        await harness.rev.revoke_token(revoked_jti[uid])
+        sid = f"session-of-{uid}"
+        revoked_session[uid] = harness.auth.create_access_token(uid=uid, data={"session_id": sid})
+        await harness.rev.revoke_session(sid)
+    # Evict by least frequent use among keys with an expiry (all of ours but the global record),
+    # counting every access (log factor 0): the users' records are read by every check of their
+    # live tokens, the revocations never, so the flood below evicts revocations first. Kept in
+    # keys of their own, as they once were, revoked tokens would then be accepted again.
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("lfu-log-factor", 0)
+    admin.config_set("maxmemory-policy", "volatile-lfu")
+    admin.config_set("maxmemory", used + 256 * 1024)
+    junk = b"x" * 2048
+    for _ in range(20):  # the records' use counts climb well above the revocations'
+        for uid in users:
+            await harness.rev.check(kept[uid])
+    index = 0
+    while int(admin.info("stats")["evicted_keys"]) < 40 and index < 5000:
+        admin.set(f"junk:{index}", junk)  # no expiry: never evicted, it only takes the room
+        index += 1
+    assert int(admin.info("stats")["evicted_keys"]) > 0
+    rejected = (Reason.TOKEN_REVOKED, Reason.SESSION_REVOKED, Reason.LOST_STATE, Reason.GLOBAL_EPOCH)
+    reasons: dict[Reason, int] = {}
+    for uid in users:
+        for token in (revoked_jti[uid], revoked_session[uid]):
+            reason = (await harness.rev.check(token)).reason
+            assert reason in rejected, (uid, reason)
+            reasons[reason] = reasons.get(reason, 0) + 1
+    assert reasons.get(Reason.LOST_STATE, 0) > 0  # eviction really reached our keys
+    still_accepted = [uid for uid in users if (await harness.rev.check(kept[uid])).accepted]
+    assert still_accepted  # and yet records survived: the eviction was partial
+    admin.config_set("maxmemory", 0)
+    assert await status(harness, await login(harness, "user-0")) == 200
+    admin.close()
+    harness.rev.store.sync.close()
+
+
 async def test_a_dead_redis_is_a_503_and_service_resumes_without_an_app_restart(private_redis: RedisServer) -> None:
     harness = build_app(private_redis.url)
     token = await login(harness, "alice")

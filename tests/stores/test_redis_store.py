@@ -194,12 +194,14 @@ def test_hostile_uids_get_distinct_fixed_length_keys_in_their_own_slot() -> None
     user_keys = {keys.user_key(uid) for uid in HOSTILE_UIDS}
     assert len(user_keys) == len(HOSTILE_UIDS)
     for uid in HOSTILE_UIDS:
-        user_key, token_key = keys.user_key(uid), keys.token_key(uid, "{jti}")
-        assert len(user_key) == len(b"app:{}:u") + 43
-        assert redis.cluster.key_slot(user_key) == redis.cluster.key_slot(token_key)
+        user_key = keys.user_key(uid)
+        assert len(user_key) == len(b"app:{}:h") + 43
         assert keys.kind_of(user_key) == "user"
-        assert keys.kind_of(token_key) == "token"
+        # A revoked jti is a field of its owner's hash: fixed length too, whatever the jti holds.
+        assert len(keys.token_field(uid)) == len(b"j:") + 43
     assert keys.kind_of(keys.session_key("\n{*}")) == "session"
+    # Keys of the layout before the user hash are not read as anything (their users log in again).
+    assert keys.kind_of(keys.user_key("alice")[:-1] + b"u") is None
     assert keys.kind_of(keys.global_key) == "global"
     assert keys.kind_of(b"app:unrelated") is None
     assert keys.kind_of(b"other:g") is None
@@ -211,11 +213,11 @@ def test_distinct_uids_never_share_a_key_and_their_hash_tag_holds(first: str, se
     keys = KeySpace()
     if first != second:
         assert keys.user_key(first) != keys.user_key(second)
-        assert keys.token_key(first, "j") != keys.token_key(second, "j")
+        assert keys.token_field(first) != keys.token_field(second)
     key = keys.user_key(first)
     tag = key[key.index(b"{") + 1 : key.index(b"}")]
     assert tag == digest(first)
-    assert redis.cluster.key_slot(key) == redis.cluster.key_slot(keys.token_key(first, second))
+    assert redis.cluster.key_slot(key) == redis.cluster.key_slot(b"{" + digest(first) + b"}")
 
 
 def test_a_prefix_with_glob_characters_scans_only_its_own_keys() -> None:
@@ -278,18 +280,30 @@ def _reset(clients: list[Any]) -> None:
 
 @pytest.mark.redis
 @pytest.mark.anyio
-async def test_one_check_is_one_command_on_a_single_redis(private_redis: RedisServer) -> None:
+@pytest.mark.parametrize(("jti", "session_id", "reads"), [("jti", "sid", 2), ("jti", None, 1), (None, "sid", 2)])
+async def test_one_check_is_one_command_on_a_single_redis(
+    private_redis: RedisServer, jti: str | None, session_id: str | None, reads: int
+) -> None:
     store = RedisStore.from_url(private_redis.url)
     admin = private_redis.client()
     try:
         store.sync.setup(NOW)
-        store.sync.issue("alice", NOW, NOW + 900)
-        await store.aio.fetch("alice", "jti", "sid", NOW)  # connect (HELLO/CLIENT SETINFO) before counting
-        for fetch in (store.aio.fetch, None):
+        store.sync.issue("alice", NOW, NOW + 900, "sid")
+        store.sync.revoke_token("alice", "jti", NOW + 900, NOW)
+        await store.aio.fetch("alice", jti, session_id, NOW)  # connect (HELLO/CLIENT SETINFO) before counting
+        for side in ("aio", "sync"):
             _reset([admin])
-            state = await fetch("alice", "jti", "sid", NOW) if fetch else store.sync.fetch("alice", "jti", "sid", NOW)
+            if side == "aio":
+                state = await store.aio.fetch("alice", jti, session_id, NOW)
+            else:
+                state = store.sync.fetch("alice", jti, session_id, NOW)
             assert state.user is not None
-            assert _commands([admin]) == {"mget": 1}
+            assert state.jti_revoked == (jti is not None)
+            assert (state.session is not None) == (session_id is not None)
+            # One command from the client: a read-only script. Redis also counts the reads the
+            # script makes inside the server (one HMGET of the user's hash, GETs of the global
+            # and session records); they cost no round trip.
+            assert _commands([admin]) == {"evalsha_ro": 1, "hmget": 1, "get": reads}, side
     finally:
         admin.close()
         store.close()
@@ -297,15 +311,17 @@ async def test_one_check_is_one_command_on_a_single_redis(private_redis: RedisSe
 
 @pytest.mark.cluster
 @pytest.mark.anyio
-async def test_a_check_on_the_cluster_is_one_mget_per_slot(redis_cluster: RedisCluster) -> None:
+async def test_a_check_on_the_cluster_is_one_command_per_key(redis_cluster: RedisCluster) -> None:
     store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
     admins = [server.client() for server in redis_cluster.servers]
     try:
         store.sync.setup(NOW)
-        store.sync.issue("alice", NOW, NOW + 900)
+        store.sync.issue("alice", NOW, NOW + 900, "sid")
+        store.sync.revoke_token("alice", "jti", NOW + 900, NOW)
         await store.aio.fetch("alice", "jti", "sid", NOW)
         store.sync.fetch("alice", "jti", "sid", NOW)
-        for session_id, expected in (("sid", 3), (None, 2)):
+        # The user's hash (record and revoked jti), the global record, the session record.
+        for session_id, expected in (("sid", {"hmget": 1, "get": 2}), (None, {"hmget": 1, "get": 1})):
             for side in ("aio", "sync"):
                 _reset(admins)
                 if side == "aio":
@@ -313,7 +329,8 @@ async def test_a_check_on_the_cluster_is_one_mget_per_slot(redis_cluster: RedisC
                 else:
                     state = store.sync.fetch("alice", "jti", session_id, NOW)
                 assert state.user is not None
-                assert _commands(admins) == {"mget": expected}, side
+                assert state.jti_revoked
+                assert _commands(admins) == expected, side
     finally:
         for admin in admins:
             admin.close()
@@ -406,11 +423,14 @@ def test_redis_drops_what_has_expired_on_its_own(redis_store: Any, redis_url: st
         assert admin.ttl(keys.global_key) == -1
         user_ttl = admin.pttl(keys.user_key("alice")) / 1000
         assert 900 < user_ttl <= 900 + 3600
-        assert 599 < admin.pttl(keys.token_key("alice", "j1")) / 1000 <= 600
+        assert admin.type(keys.user_key("alice")) == b"hash"
         assert 299 < admin.pttl(keys.session_key("s1")) / 1000 <= 300
+        # A revoked jti outliving the user's record keeps the user's hash alive until it expires.
+        sync.revoke_token("alice", "j1", now + 9 * 3600, now)
+        assert 9 * 3600 - 1 < admin.pttl(keys.user_key("alice")) / 1000 <= 9 * 3600
         # Never shortened: a shorter revocation or a shorter-lived token leaves the expiry alone.
         sync.revoke_token("alice", "j1", now + 10, now)
-        assert admin.pttl(keys.token_key("alice", "j1")) / 1000 > 599
+        assert admin.pttl(keys.user_key("alice")) / 1000 > 9 * 3600 - 1
         sync.issue("alice", now, now + 10)
         assert admin.pttl(keys.user_key("alice")) / 1000 > 900
         sync.bump_user("alice", now, None, now + 60)

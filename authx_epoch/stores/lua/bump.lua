@@ -1,11 +1,12 @@
--- KEYS[1]: a user record or the global record.
--- ARGV[1]: msgpack {clock_epoch, now, reason, expires_at (nil for the global record), uid}.
+-- KEYS[1]: a user's hash or the global record.
+-- ARGV[1]: msgpack {clock_epoch, now, reason, expires_at (nil for the global record), uid (nil for it too)}.
 -- Atomically move the epoch to max(current + 1, clock_epoch); the record's life is extended to
 -- expires_at, never shortened. Returns the new record.
 local args = cmsgpack.unpack(ARGV[1])
 local clock, now, reason, expires_at, uid = args[1], args[2], args[3], args[4], args[5]
+local hashed = uid ~= nil
 local epoch, created_at = clock, now
-local record = live_record(KEYS[1], now)
+local record = live_record(KEYS[1], now, hashed)
 if record then
   local next_epoch = increment(record[1])
   if greater(next_epoch, clock) then epoch = next_epoch end
@@ -14,5 +15,10 @@ if record then
   if expires_at and old_expiry and old_expiry > expires_at then expires_at = old_expiry end
 end
 local raw = pack_record(epoch, created_at, now, reason, expires_at, uid)
-store(KEYS[1], raw, expires_at, now)
+if hashed then
+  store_user(KEYS[1], raw, expires_at, now)
+  prune(KEYS[1], now)
+else
+  store(KEYS[1], raw, expires_at, now)
+end
 return raw

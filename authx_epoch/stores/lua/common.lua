@@ -34,9 +34,12 @@ local function pack_record(epoch, created_at, bumped_at, reason, expires_at, uid
   return cmsgpack.pack({epoch, created_at, bumped_at or false, reason or false, expires_at or false, uid or false})
 end
 
--- The record stored at key if it is still live at now (by the application's clock), else nil.
-local function live_record(key, now)
-  local raw = redis.call('GET', key)
+-- The record stored at key (in the hash field 'r' when hashed) if it is still live at now (by the
+-- application's clock), else nil. A user's record lives in field 'r' of the user's hash, next to
+-- the user's revoked jtis, so that eviction can only drop them together.
+local function live_record(key, now, hashed)
+  local raw
+  if hashed then raw = redis.call('HGET', key, 'r') else raw = redis.call('GET', key) end
   if not raw then return nil, nil end
   local record = cmsgpack.unpack(raw)
   local expires_at = absent_to_nil(record[5])
@@ -63,4 +66,78 @@ local function ensure_global(key, clock, now)
     redis.call('SET', key, raw)
   end
   return raw
+end
+
+-- Make key live at least until expires_at (application clock), never shortening its life.
+local function extend_ttl(key, expires_at, now)
+  local ttl = math.ceil((expires_at - now) * 1000)
+  if ttl < 1 then ttl = 1 end
+  local current = redis.call('PTTL', key)
+  if current < 0 or current < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+
+-- Store a user's record in field 'r' of the user's hash.
+local function store_user(key, value, expires_at, now)
+  redis.call('HSET', key, 'r', value)
+  extend_ttl(key, expires_at, now)
+end
+
+-- Drop expired revoked jtis of a user's hash, a few per write: the cursor of the scan is kept in
+-- field 'c', so every field is visited in turn and the hash stays near its live size without a
+-- cleanup job. (A small hash is one listpack: HSCAN then returns all of it at once, at most 128.)
+local function prune(key, now)
+  local cursor = redis.call('HGET', key, 'c') or '0'
+  local found = redis.call('HSCAN', key, cursor, 'MATCH', 'j:*', 'COUNT', 16)
+  local fields = found[2]
+  for i = 1, #fields, 2 do
+    local ok, entry = pcall(cmsgpack.unpack, fields[i + 1])
+    if ok and type(entry) == 'table' and type(entry[1]) == 'number' and entry[1] <= now then
+      redis.call('HDEL', key, fields[i])
+    end
+  end
+  if found[1] == '0' then redis.call('HDEL', key, 'c') else redis.call('HSET', key, 'c', found[1]) end
+end
+
+-- A session record is a msgpack array:
+-- {generation, first_generation, created_at, expires_at, uid, rotated_at, previous, revoked, session_id}
+-- with the generations as decimal strings and absent fields false (never nil: no holes).
+
+-- The session record at key: (live record, nil) or (nil, expired record) or (nil, nil).
+local function read_session(key, now)
+  local raw = redis.call('GET', key)
+  if not raw then return nil, nil end
+  local s = cmsgpack.unpack(raw)
+  if type(s[1]) == 'number' then
+    -- Written before session records existed: {expires_at, session_id, uid}, a revoked id.
+    s = {'0', '0', 0, s[1], false, false, false, true, s[2] or false}
+  end
+  if s[4] <= now then return nil, s end
+  return s, nil
+end
+
+local function put_session(key, s, now)
+  local raw = cmsgpack.pack(s)
+  store(key, raw, s[4], now)
+  return raw
+end
+
+-- A new session record whose generation comes from the clock, never reusing an expired one's.
+local function new_session(old, clock, now, expires_at, uid, sid, revoked)
+  local generation = clock
+  if old and not greater(clock, old[1]) then generation = increment(old[1]) end
+  return {generation, generation, now, expires_at, uid or false, false, false, revoked, sid}
+end
+
+-- Ensure the session record lives at least until keep_until (extended to extend_to); return it packed.
+local function ensure_session(key, clock, now, keep_until, extend_to, uid, sid)
+  local s, old = read_session(key, now)
+  if not s then
+    return put_session(key, new_session(old, clock, now, extend_to, uid, sid, false), now)
+  end
+  if s[4] < keep_until then
+    s[4] = extend_to
+    if not s[5] then s[5] = uid end
+    return put_session(key, s, now)
+  end
+  return cmsgpack.pack(s)
 end

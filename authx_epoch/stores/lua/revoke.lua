@@ -1,10 +1,13 @@
--- KEYS[1]: a revoked jti or session id. ARGV[1]: msgpack {expires_at, id, uid}. ARGV[2]: now.
--- Keep the entry until expires_at (Redis drops it then), never shortening an existing entry.
+-- KEYS[1]: a user's hash. ARGV[1]: msgpack {expires_at, jti, uid}; ARGV[2]: the jti's field; ARGV[3]: now.
+-- Keep the revoked jti in the user's hash until expires_at, never shortening an existing entry;
+-- the hash lives at least that long (Redis drops it when its last entry has expired).
 local entry = cmsgpack.unpack(ARGV[1])
-local now = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
 local expires_at = entry[1]
 if expires_at <= now then return 0 end
-local old = redis.call('GET', KEYS[1])
+local old = redis.call('HGET', KEYS[1], ARGV[2])
 if old and cmsgpack.unpack(old)[1] >= expires_at then return 0 end
-store(KEYS[1], ARGV[1], expires_at, now)
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+extend_ttl(KEYS[1], expires_at, now)
+prune(KEYS[1], now)
 return 1

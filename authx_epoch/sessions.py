@@ -1,0 +1,155 @@
+"""Sessions with AuthX: minting a session's token pair and reading a refresh token for rotation.
+
+A session is what one login creates: every token minted for it (access, refresh, and the pairs
+later minted from its refresh token) carries its session id and the generation of its session
+record. ``EpochRevocation.create_token_pair`` and ``rotate_refresh_token`` use what is here; the
+rotation rules themselves are ``records.rotate`` (pure) and each store's ``rotate_session``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from authx import AuthX
+from authx.schema import RequestToken, TokenPayload, TokenResponse
+
+from authx_epoch.claims import AUTHX_CLAIMS, ClaimNames, stamp_claims
+from authx_epoch.records import Stamps
+
+#: The default grace interval of refresh-token rotation (see ``install(refresh_reuse_grace=...)``).
+DEFAULT_REFRESH_REUSE_GRACE = dt.timedelta(seconds=5)
+
+
+class SessionTokens(TokenResponse):
+    """A session's token pair: AuthX's ``TokenResponse`` plus the session id both tokens carry.
+
+    Return it from a login or refresh route as it is: its JSON is AuthX's token response with a
+    ``session_id`` field.
+    """
+
+    session_id: str
+
+
+def expiry_timestamp(expiry: Any, default: Optional[dt.timedelta], now: float, unbounded: float) -> float:
+    """When a token minted with AuthX's ``expiry`` argument will expire (mirrors AuthX's rules)."""
+    value = expiry if expiry is not None else default
+    if isinstance(value, dt.timedelta):
+        return now + value.total_seconds()
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return now + unbounded
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """What one pair of a session will be minted with, and when its longest-lived token expires.
+
+    Attributes:
+        uid: The subject.
+        session_id: The session both tokens carry.
+        fresh: Whether the access token is fresh.
+        data: The application's own claims (never the stamps: those come from the store).
+        access_expiry: AuthX's ``expiry`` argument for the access token.
+        refresh_expiry: AuthX's ``expiry`` argument for the refresh token.
+        scopes: The scopes of both tokens.
+        expires_at: When the longer-lived of the two expires (Unix seconds).
+    """
+
+    uid: str
+    session_id: str
+    fresh: bool
+    data: Optional[dict[str, Any]]
+    access_expiry: Any
+    refresh_expiry: Any
+    scopes: Optional[list[str]]
+    expires_at: float
+
+
+class AuthxMinter:
+    """Mints and verifies tokens through one AuthX instance, for the session helpers.
+
+    It mints with AuthX's own (unstamped) methods and writes the stamps it is given, so a pair
+    costs one store write for both tokens; ``install()`` keeps the unstamped originals for it.
+    """
+
+    def __init__(self, auth: AuthX[Any], names: ClaimNames, max_lifetime: float) -> None:
+        """Bind to ``auth``; ``max_lifetime`` is the lifetime assumed for a token without ``exp``."""
+        self.auth = auth
+        self._names = names
+        self._max_lifetime = max_lifetime
+        self._stamp_claims = frozenset(
+            {names.user_epoch, names.global_epoch, names.session_generation, names.session_id}
+        )
+
+    def _minters(self) -> tuple[Callable[..., str], Callable[..., str]]:
+        # After install() the public methods stamp on their own (one store write each); the
+        # originals it keeps mint exactly what they are given.
+        auth = self.auth
+        access = getattr(auth, "_authx_epoch_unstamped_access", auth.create_access_token)
+        refresh = getattr(auth, "_authx_epoch_unstamped_refresh", auth.create_refresh_token)
+        return access, refresh
+
+    def plan(
+        self,
+        uid: str,
+        session_id: str,
+        *,
+        fresh: bool,
+        data: Optional[Mapping[str, Any]],
+        access_expiry: Any,
+        refresh_expiry: Any,
+        scopes: Optional[list[str]],
+    ) -> PairPlan:
+        """Describe the pair to mint; ``expires_at`` says how long the store must keep its records."""
+        config = self.auth.config
+        now = time.time()
+        access_until = expiry_timestamp(access_expiry, config.JWT_ACCESS_TOKEN_EXPIRES, now, self._max_lifetime)
+        refresh_until = expiry_timestamp(refresh_expiry, config.JWT_REFRESH_TOKEN_EXPIRES, now, self._max_lifetime)
+        return PairPlan(
+            uid=uid,
+            session_id=session_id,
+            fresh=fresh,
+            data=dict(data) if data else None,
+            access_expiry=access_expiry,
+            refresh_expiry=refresh_expiry,
+            scopes=scopes,
+            expires_at=max(access_until, refresh_until),
+        )
+
+    def mint(self, plan: PairPlan, stamps: Stamps) -> SessionTokens:
+        """Mint the pair with ``stamps`` (which carry the session's generation)."""
+        data = dict(plan.data or {})
+        data[self._names.session_id] = plan.session_id
+        data = stamp_claims(data, stamps, self._names)
+        access, refresh = self._minters()
+        return SessionTokens(
+            access_token=access(
+                uid=plan.uid, fresh=plan.fresh, expiry=plan.access_expiry, data=data, scopes=plan.scopes
+            ),
+            refresh_token=refresh(uid=plan.uid, expiry=plan.refresh_expiry, data=data, scopes=plan.scopes),
+            session_id=plan.session_id,
+        )
+
+    def verify_refresh(self, token: str) -> TokenPayload:
+        """Verify a refresh token exactly as AuthX verifies one presented to a route.
+
+        Raises:
+            authx.exceptions.JWTDecodeError: Bad signature, expired, or not a JWT.
+            authx.exceptions.TokenTypeError: Not a refresh token.
+        """
+        request_token = RequestToken(token=token, location="headers", type="refresh")
+        return self.auth.verify_token(request_token, verify_type=True, verify_fresh=False, verify_csrf=False)
+
+    def carried_data(self, payload: TokenPayload) -> dict[str, Any]:
+        """The application's own claims of a refresh token, to carry into the next pair (not the stamps)."""
+        extra = payload.model_extra or {}
+        return {key: value for key, value in extra.items() if key not in AUTHX_CLAIMS and key not in self._stamp_claims}
+
+
+__all__ = ["DEFAULT_REFRESH_REUSE_GRACE", "AuthxMinter", "PairPlan", "SessionTokens", "expiry_timestamp"]
