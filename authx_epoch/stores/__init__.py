@@ -8,6 +8,8 @@
 | ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` | ``SqliteStore``: every process of one machine |
 | ``redis://``, ``rediss://``, ``unix://`` | ``RedisStore``: every process that reaches the Redis (extra ``redis``) |
 | ``redis+cluster://h1:p1,h2:p2``, ``rediss+cluster://`` | ``RedisStore`` on Redis Cluster (extra ``redis``) |
+
+Add ``?local_cache=1`` to a Redis URL to wrap the store in a ``LocalCache`` (see ``stores.cache``).
 """
 
 from __future__ import annotations
@@ -76,4 +78,8 @@ def _open_redis(url: str) -> Store:
                 f"the store URL {url.split('://')[0]}://... needs the redis client: pip install 'authx-epoch[redis]'"
             ) from exc
         raise
-    return RedisStore.from_url(url)
+    from authx_epoch.stores.cache import LocalCache, split_cache_options
+
+    url, cache_options = split_cache_options(url)
+    store = RedisStore.from_url(url)
+    return store if cache_options is None else LocalCache(store, **cache_options)

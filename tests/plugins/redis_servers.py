@@ -274,6 +274,16 @@ def redis_store(redis_url: str) -> Iterator[Any]:
 
 
 @pytest.fixture
+def cached_redis_store(redis_store: Any) -> Iterator[Any]:
+    """``redis_store`` behind the local cache (``LocalCache``): the contract must hold through it too."""
+    from authx_epoch.stores.cache import LocalCache
+
+    cache = LocalCache(redis_store)
+    yield cache
+    cache.close()
+
+
+@pytest.fixture
 def cluster_store(redis_cluster: RedisCluster) -> Iterator[Any]:
     """A fresh, empty RedisStore on the session's Redis Cluster (its own prefix; wiped afterwards)."""
     from authx_epoch.stores.redis import RedisStore

@@ -1,0 +1,417 @@
+"""The local cache (``authx_epoch.stores.cache``) against real Redis servers.
+
+The contract suite already runs through the cache (``cached_redis_store`` in tests/backends.py);
+this file covers what only the cache has: the staleness bound (on an injected monotonic clock),
+own writes seen at once, other processes' writes seen through the channel, the size bound, and
+what happens when the channel drops. Waiting for the subscriber thread is a bounded poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from authx_epoch import MemoryStore
+from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.records import CheckState, EpochRecord
+from authx_epoch.stores import open_store
+from tests.helpers import bearer, build_app, client
+from tests.plugins.redis_servers import RedisServer, unique_prefix
+
+pytest.importorskip("redis")
+import redis
+
+from authx_epoch.stores.cache import MAX_JTIS_PER_USER, LocalCache, _Memory, split_cache_options
+from authx_epoch.stores.redis import RedisStore
+
+pytestmark = pytest.mark.redis
+
+NOW = 1_800_000_000.0
+HOUR = 3600.0
+
+
+class Mono:
+    """A monotonic clock the test moves by hand (the cache's clock for the age of answers)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Poll until ``predicate`` holds; return how long it took (fail after ``timeout``)."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"condition not reached within {timeout} s")
+        time.sleep(0.002)  # waiting for another thread, not for a clock
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def mono() -> Mono:
+    return Mono()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return unique_prefix()
+
+
+@pytest.fixture
+def inner(redis_url: str, prefix: str) -> Iterator[RedisStore]:
+    store = RedisStore.from_url(redis_url, prefix=prefix)
+    yield store
+    store.sync.wipe()
+    store.close()
+
+
+def connected_cache(store: Any, **options: Any) -> LocalCache:
+    cache = LocalCache(store, **options)
+    cache.start()
+    wait_until(lambda: cache.connected)
+    return cache
+
+
+@pytest.fixture
+def cache(inner: RedisStore, mono: Mono) -> Iterator[LocalCache]:
+    cached = connected_cache(inner, clock=mono)
+    yield cached
+    cached._channel.stop()
+
+
+def seed(store: Any) -> None:
+    store.sync.setup(NOW)
+    store.sync.issue("alice", NOW, NOW + HOUR, "s1")
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def test_url_option_wraps_the_redis_store(redis_url: str) -> None:
+    store = open_store(f"{redis_url}?local_cache=1&cache_staleness=0.25&cache_max_entries=50&prefix=p1")
+    try:
+        assert isinstance(store, LocalCache)
+        assert isinstance(store.inner, RedisStore)
+        assert store.staleness == 0.25
+        assert store._memory.max_entries == 50
+        assert store.channel == "p1:changes"
+        assert store.sync.kind == store.aio.kind == "redis"
+    finally:
+        store.close()
+    plain = open_store(f"{redis_url}?local_cache=0")
+    assert isinstance(plain, RedisStore)
+    plain.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("local_cache=maybe", "local_cache must be 1 or 0"),
+        ("cache_staleness=0.5", "needs local_cache=1"),
+        ("local_cache=0&cache_max_entries=5", "needs local_cache=1"),
+        ("local_cache=1&cache_staleness=0", "staleness"),
+        ("local_cache=1&cache_staleness=61", "staleness"),
+        ("local_cache=1&cache_staleness=soon", "staleness"),
+        ("local_cache=1&cache_max_entries=0", "max_entries"),
+        ("local_cache=1&cache_max_entries=1.5", "max_entries"),
+    ],
+)
+def test_bad_url_options_are_configuration_errors(query: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        open_store(f"redis://127.0.0.1:6379/0?{query}")
+
+
+def test_cache_options_leave_the_others_in_place() -> None:
+    url, options = split_cache_options("unix:///tmp/r.sock?db=2&local_cache=yes&prefix=x")
+    assert url == "unix:///tmp/r.sock?db=2&prefix=x"
+    assert options == {}
+    assert split_cache_options("redis://h:1/0?db=1") == ("redis://h:1/0?db=1", None)
+
+
+def test_a_store_without_redis_needs_a_client_and_a_prefix() -> None:
+    with pytest.raises(ConfigurationError, match="carries its invalidations on Redis"):
+        LocalCache(MemoryStore())
+    with pytest.raises(ConfigurationError, match="wraps a store"):
+        LocalCache("redis://localhost")  # type: ignore[arg-type]
+
+
+def test_a_memory_store_can_be_cached_with_a_given_channel(redis_url: str, mono: Mono) -> None:
+    client = redis.Redis.from_url(redis_url)
+    cache = connected_cache(MemoryStore(), client=client, prefix=unique_prefix(), clock=mono)
+    try:
+        seed(cache)
+        assert cache.sync.fetch("alice", None, None, NOW).user is not None
+    finally:
+        cache.close()
+        client.close()
+
+
+# -- answers from memory and the staleness bound ----------------------------------------------
+
+
+def test_answers_come_from_memory_until_the_staleness_bound(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
+    seed(cache)
+    before = cache.sync.fetch("alice", "j1", "s1", NOW)
+    assert before.user is not None
+    # Written behind the cache's back (no message): only the staleness bound can reveal it.
+    inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
+    inner.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+    mono.advance(0.999)
+    assert cache.sync.fetch("alice", "j1", "s1", NOW) == before
+    mono.advance(0.002)
+    after = cache.sync.fetch("alice", "j1", "s1", NOW)
+    assert after.user is not None
+    assert after.user.epoch > before.user.epoch
+    assert after.jti_revoked
+
+
+def test_a_custom_staleness_is_the_bound(inner: RedisStore, mono: Mono) -> None:
+    cache = connected_cache(inner, clock=mono, staleness=0.25)
+    try:
+        seed(cache)
+        first = cache.sync.fetch("alice", None, None, NOW)
+        inner.sync.bump_user("alice", NOW, None, NOW + HOUR)
+        mono.advance(0.2)
+        assert cache.sync.fetch("alice", None, None, NOW) == first
+        mono.advance(0.06)
+        assert cache.sync.fetch("alice", None, None, NOW) != first
+    finally:
+        cache._channel.stop()
+
+
+def test_every_part_must_be_present(cache: LocalCache, inner: RedisStore) -> None:
+    seed(cache)
+    cache.sync.fetch("alice", "j1", None, NOW)
+    inner.sync.revoke_token("alice", "j2", NOW + HOUR, NOW)
+    inner.sync.revoke_session("s2", NOW + HOUR, NOW)
+    # The user is in memory, but not the answer for j2 nor for s2: both go to the store.
+    assert cache.sync.fetch("alice", "j2", None, NOW).jti_revoked
+    assert cache.sync.fetch("alice", None, "s2", NOW).session_revoked
+    assert not cache.sync.fetch("alice", "j1", None, NOW).jti_revoked
+
+
+def test_a_store_clock_far_from_the_confirmation_reads_the_store(cache: LocalCache, inner: RedisStore) -> None:
+    seed(cache)
+    cache.sync.revoke_token("alice", "j1", NOW + 60, NOW)
+    assert cache.sync.fetch("alice", "j1", None, NOW).jti_revoked
+    # An hour later (by the store's clock) the revocation has expired: memory must not say otherwise.
+    assert not cache.sync.fetch("alice", "j1", None, NOW + HOUR).jti_revoked
+
+
+def test_a_record_that_expires_while_held_counts_as_missing(cache: LocalCache) -> None:
+    cache.sync.setup(NOW)
+    cache.sync.bump_user("bob", NOW, None, NOW + 0.5)
+    assert cache.sync.fetch("bob", None, None, NOW).user is not None
+    assert cache.sync.fetch("bob", None, None, NOW + 0.6).user is None
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+def test_own_writes_are_seen_at_once(cache: LocalCache) -> None:
+    seed(cache)
+    state = cache.sync.fetch("alice", "j1", "s1", NOW)
+    assert not state.jti_revoked
+    assert not state.session_revoked
+    assert state.user is not None
+    assert state.global_ is not None
+    # The clock is frozen: only the cache's own invalidation can make these visible.
+    bumped = cache.sync.bump_user("alice", NOW, "r", NOW + HOUR)
+    assert cache.sync.fetch("alice", "j1", "s1", NOW).user == bumped
+    cache.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+    assert cache.sync.fetch("alice", "j1", "s1", NOW).jti_revoked
+    cache.sync.revoke_session("s1", NOW + HOUR, NOW)
+    assert cache.sync.fetch("alice", "j1", "s1", NOW).session_revoked
+    moved = cache.sync.bump_global(NOW, "all")
+    assert cache.sync.fetch("alice", "j1", "s1", NOW).global_ == moved
+    cache.sync.wipe()
+    assert cache.sync.fetch("alice", "j1", "s1", NOW) == CheckState(None, None)
+
+
+def test_a_rotation_is_seen_at_once(cache: LocalCache) -> None:
+    seed(cache)
+    session = cache.sync.fetch("alice", None, "s1", NOW).session
+    assert session is not None
+    outcome = cache.sync.rotate_session("s1", session.generation, NOW + 1, 10.0, NOW + HOUR)
+    assert outcome.session is not None
+    assert cache.sync.fetch("alice", None, "s1", NOW + 1).session == outcome.session
+
+
+def test_a_mint_after_a_lost_record_is_seen_at_once(cache: LocalCache, inner: RedisStore) -> None:
+    cache.sync.setup(NOW)
+    assert cache.sync.fetch("carol", None, None, NOW).user is None
+    stamps = cache.sync.issue("carol", NOW, NOW + HOUR)
+    user = cache.sync.fetch("carol", None, None, NOW).user
+    assert user is not None
+    assert user.epoch == stamps.user_epoch
+
+
+def test_async_side_shares_memory_and_sees_its_writes(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
+    async def scenario() -> None:
+        await cache.aio.setup(NOW)
+        await cache.aio.issue("alice", NOW, NOW + HOUR)
+        first = await cache.aio.fetch("alice", "j1", None, NOW)
+        assert cache.sync.fetch("alice", "j1", None, NOW) == first
+        inner.sync.bump_user("alice", NOW, None, NOW + HOUR)
+        assert await cache.aio.fetch("alice", "j1", None, NOW) == first
+        await cache.aio.revoke_token("alice", "j1", NOW + HOUR, NOW)
+        again = await cache.aio.fetch("alice", "j1", None, NOW)
+        assert again.jti_revoked
+        assert again.user != first.user
+
+    asyncio.run(scenario())
+
+
+def test_another_instance_sees_a_write_through_the_channel(inner: RedisStore, cache: LocalCache, mono: Mono) -> None:
+    other_store = RedisStore.from_url(_url_of(inner), prefix=inner.prefix)
+    other = connected_cache(other_store, clock=Mono())
+    try:
+        seed(cache)
+        assert not cache.sync.fetch("alice", "j1", None, NOW).jti_revoked
+        old = cache.sync.fetch("alice", "j1", None, NOW).user
+        other.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+        # ``mono`` is frozen, so only the channel's message can end the "not revoked" answer.
+        wait_until(lambda: cache.sync.fetch("alice", "j1", None, NOW).jti_revoked)
+        bumped = other.sync.bump_user("alice", NOW, None, NOW + HOUR)
+        assert bumped.epoch != (old.epoch if old else None)
+        wait_until(lambda: cache.sync.fetch("alice", "j1", None, NOW).user == bumped)
+        moved = other.sync.bump_global(NOW, None)
+        wait_until(lambda: cache.sync.fetch("alice", None, None, NOW).global_ == moved)
+    finally:
+        other.close()
+
+
+def _url_of(store: RedisStore) -> str:
+    kwargs = store.sync._redis().connection_pool.connection_kwargs  # type: ignore[attr-defined]
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_a_malformed_message_clears_everything(cache: LocalCache, redis_url: str) -> None:
+    seed(cache)
+    cache.sync.fetch("alice", "j1", "s1", NOW)
+    assert cache.size == (1, 1)
+    publisher = redis.Redis.from_url(redis_url)
+    try:
+        publisher.publish(cache.channel, b"\xc1 not msgpack")
+    finally:
+        publisher.close()
+    wait_until(lambda: cache.size == (0, 0))
+
+
+# -- bounds ----------------------------------------------------------------------------------
+
+
+def test_entries_are_bounded(inner: RedisStore, mono: Mono) -> None:
+    cache = connected_cache(inner, clock=mono, max_entries=3)
+    try:
+        cache.sync.setup(NOW)
+        for index in range(10):
+            cache.sync.fetch(f"user-{index}", "j", f"s-{index}", NOW)
+        assert cache.size == (3, 3)
+        for index in range(MAX_JTIS_PER_USER + 10):
+            cache.sync.fetch("user-9", f"jti-{index}", None, NOW)
+        assert len(cache._memory._users["user-9"][3]) == MAX_JTIS_PER_USER
+        # The newest answers are the ones kept, and they still answer from memory.
+        inner.sync.revoke_token("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", NOW + HOUR, NOW)
+        assert not cache.sync.fetch("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", None, NOW).jti_revoked
+        # The evicted user's digest went with it: an invalidation for it finds nothing to drop.
+        assert len(cache._memory._user_of) == 3
+    finally:
+        cache._channel.stop()
+
+
+def test_an_answer_read_before_an_invalidation_is_not_kept() -> None:
+    mono = Mono()
+    memory = _Memory(1.0, 10, mono)
+    memory.set_live(True)
+    record = EpochRecord(epoch=1, created_at=NOW)
+    generation = memory.generation
+    memory.forget([("u", b"someone-else")])  # arrives while the store read is in flight
+    memory.remember(generation, mono(), "alice", None, None, NOW, CheckState(record, record))
+    assert memory.answer("alice", None, None, NOW) is None
+    memory.remember(memory.generation, mono(), "alice", None, None, NOW, CheckState(record, record))
+    assert memory.answer("alice", None, None, NOW) == CheckState(record, record)
+
+
+# -- the channel drops -------------------------------------------------------------------------
+
+
+def test_a_dropped_channel_clears_and_every_check_reads_the_store(private_redis: RedisServer) -> None:
+    mono = Mono()
+    inner = RedisStore.from_url(private_redis.url, prefix=unique_prefix())
+    cache = connected_cache(inner, clock=mono, staleness=0.3)
+    try:
+        seed(cache)
+        assert cache.sync.fetch("alice", None, None, NOW).user is not None
+        assert cache.size == (1, 0)
+        private_redis.stop()
+        wait_until(lambda: not cache.connected)
+        assert cache.size == (0, 0)
+        # The answer was fresh by the injected clock, yet the check goes to the (dead) store.
+        with pytest.raises(StoreUnavailableError):
+            cache.sync.fetch("alice", None, None, NOW)
+        private_redis.start()
+        wait_until(lambda: cache.connected)
+        # A new Redis (no persistence): the cache holds nothing from before.
+        assert cache.sync.fetch("alice", None, None, NOW).user is None
+    finally:
+        cache.close()
+
+
+def test_a_killed_subscription_is_resubscribed_with_an_empty_cache(cache: LocalCache, inner: RedisStore) -> None:
+    seed(cache)
+    cache.sync.fetch("alice", None, None, NOW)
+    reconnects = cache._channel.reconnects
+    killer = inner.sync._redis()  # type: ignore[attr-defined]
+    killer.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    wait_until(lambda: cache._channel.reconnects > reconnects and cache.connected)
+    assert cache.size == (0, 0)
+    # Written while no message could arrive: seen because the cache started over.
+    inner.sync.bump_user("alice", NOW, None, NOW + HOUR)
+    assert cache.sync.fetch("alice", None, None, NOW).user == inner.sync.get_user("alice", NOW)
+
+
+def test_a_closed_cache_never_answers_from_memory(inner: RedisStore, mono: Mono) -> None:
+    cache = connected_cache(inner, clock=mono)
+    seed(cache)
+    cache.sync.fetch("alice", None, None, NOW)
+    cache._channel.stop()
+    assert not cache.connected
+    inner.sync.bump_user("alice", NOW, None, NOW + HOUR)
+    assert cache.sync.fetch("alice", None, None, NOW).user == inner.sync.get_user("alice", NOW)
+    assert cache.size == (0, 0)
+
+
+# -- through AuthX ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_app_on_the_cached_url_rejects_at_once_after_its_own_writes(redis_url: str) -> None:
+    url = f"{redis_url}?local_cache=1&prefix={unique_prefix()}"
+    harness = build_app(url)
+    store = harness.rev.store
+    assert isinstance(store, LocalCache)
+    try:
+        token = harness.auth.create_access_token(uid="alice")
+        other = harness.auth.create_access_token(uid="alice")
+        async with client(harness.app) as http:
+            assert (await http.get("/protected", headers=bearer(token))).status_code == 200
+            assert (await http.get("/protected", headers=bearer(other))).status_code == 200
+            await harness.rev.revoke_token(token)
+            assert (await http.get("/protected", headers=bearer(token))).status_code == 401
+            assert (await http.get("/protected", headers=bearer(other))).status_code == 200
+            await harness.rev.bump_user_epoch("alice", reason="logout everywhere")
+            assert (await http.get("/protected", headers=bearer(other))).status_code == 401
+    finally:
+        store.sync.wipe()
+        store.close()
