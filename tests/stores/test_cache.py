@@ -9,6 +9,7 @@ what happens when the channel drops. Waiting for the subscriber thread is a boun
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,14 +19,21 @@ import pytest
 from authx_epoch import MemoryStore
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
 from authx_epoch.records import CheckState, EpochRecord
-from authx_epoch.stores import open_store
+from authx_epoch.stores import AsyncStore, SyncStore, open_store
 from tests.helpers import bearer, build_app, client
 from tests.plugins.redis_servers import RedisServer, unique_prefix
 
 pytest.importorskip("redis")
 import redis
 
-from authx_epoch.stores.cache import MAX_JTIS_PER_USER, LocalCache, _Memory, split_cache_options
+from authx_epoch.stores.cache import (
+    MAX_JTIS_PER_USER,
+    LocalCache,
+    _CachedAsync,
+    _CachedSync,
+    _Memory,
+    split_cache_options,
+)
 from authx_epoch.stores.redis import RedisStore
 
 pytestmark = pytest.mark.redis
@@ -415,3 +423,18 @@ async def test_an_app_on_the_cached_url_rejects_at_once_after_its_own_writes(red
     finally:
         store.sync.wipe()
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("contract", "side"),
+    [(SyncStore, _CachedSync), (AsyncStore, _CachedAsync)],
+    ids=["sync", "async"],
+)
+def test_every_method_of_the_contract_is_passed_through(contract: type, side: type) -> None:
+    # A method added to the contract and forgotten here would reach the wrapped store only by
+    # luck (or not at all): the signatures must match one for one.
+    methods = [name for name, member in vars(contract).items() if callable(member) and not name.startswith("_")]
+    assert "fetch" in methods
+    for name in methods:
+        assert name in vars(side), f"LocalCache does not pass {name} through"
+        assert inspect.signature(getattr(side, name)) == inspect.signature(getattr(contract, name)), name
