@@ -438,3 +438,20 @@ def test_every_method_of_the_contract_is_passed_through(contract: type, side: ty
     for name in methods:
         assert name in vars(side), f"LocalCache does not pass {name} through"
         assert inspect.signature(getattr(side, name)) == inspect.signature(getattr(contract, name)), name
+
+
+@pytest.mark.cluster
+def test_on_cluster_a_write_through_one_cache_reaches_the_other(redis_cluster: Any) -> None:
+    prefix = unique_prefix()
+    first = connected_cache(RedisStore.from_url(redis_cluster.url, prefix=prefix), clock=Mono())
+    second = connected_cache(RedisStore.from_url(redis_cluster.url, prefix=prefix), clock=Mono())
+    try:
+        seed(first)
+        assert not second.sync.fetch("alice", "j1", None, NOW).jti_revoked
+        first.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+        # Both clocks are frozen: only the channel, across the cluster's nodes, can tell ``second``.
+        wait_until(lambda: second.sync.fetch("alice", "j1", None, NOW).jti_revoked)
+    finally:
+        first.sync.wipe()
+        first.close()
+        second.close()
