@@ -5,14 +5,15 @@ http://127.0.0.1:8000/docs. Two users exist: ``alice`` / ``wonderland`` and ``bo
 
 | route | what it shows |
 |---|---|
-| ``POST /login`` | a fresh access token and a refresh token, both carrying a new session id |
+| ``POST /login`` | a new session: a fresh access token and a refresh token (``create_token_pair``) |
 | ``GET /me`` | a protected route |
 | ``POST /logout`` | this token only is revoked (by its ``jti``) |
+| ``POST /logout-session`` | log out this device: its session's access and refresh tokens are revoked |
 | ``POST /logout-all`` | one epoch bump: every token of the user is revoked |
 | ``POST /change-password`` | needs a fresh token; bumps the epoch and returns a new pair |
-| ``POST /refresh`` | a new access token for the same session |
-| ``POST /logout-session`` | this session is revoked: its access and refresh tokens |
-| ``GET /sessions`` | the user's sessions |
+| ``POST /refresh`` | rotation: the refresh token buys the session's next pair; replaying a used one
+  revokes the session (``RefreshTokenReusedError``, 401) |
+| ``GET /sessions`` | my sessions (AuthX's session store) |
 
 The JWT secret comes from ``AUTHX_EPOCH_DEMO_SECRET``, or is generated at start (tokens then do
 not survive a restart). The user table lives in memory and resets on restart; the revocation
@@ -27,6 +28,7 @@ import hmac
 import os
 import secrets
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Optional
@@ -37,7 +39,8 @@ from pydantic import BaseModel
 
 from authx_epoch.errors import ConfigurationError
 from authx_epoch.integrations.authx import DEFAULT_STORE, install
-from authx_epoch.revocation import EpochRevocation
+from authx_epoch.revocation import Clock, EpochRevocation
+from authx_epoch.sessions import SessionTokens
 
 #: The environment variable holding the demo's JWT secret.
 SECRET_ENV = "AUTHX_EPOCH_DEMO_SECRET"
@@ -137,20 +140,8 @@ class PasswordChange(BaseModel):
     new_password: str
 
 
-class TokenPair(BaseModel):
-    """Tokens returned by ``/login`` and ``/change-password``."""
-
-    access_token: str
-    refresh_token: str
-    token_type: str = "bearer"
-    session_id: str
-
-
-class AccessToken(BaseModel):
-    """The token returned by ``/refresh``."""
-
-    access_token: str
-    token_type: str = "bearer"
+#: Tokens returned by ``/login``, ``/refresh`` and ``/change-password``: a session's pair and its id.
+TokenPair = SessionTokens
 
 
 class Message(BaseModel):
@@ -183,12 +174,13 @@ def _secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None) -> FastAPI:
+def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None, clock: Clock = time.time) -> FastAPI:
     """Build the demo app over ``store``.
 
     Args:
         store: The revocation store URL; by default a SQLite file in the working directory.
         secret: The JWT secret; by default ``AUTHX_EPOCH_DEMO_SECRET`` or a random one.
+        clock: The revocation service's clock (tests move one by hand).
 
     Returns:
         The FastAPI app, with its ``EpochRevocation`` service at ``app.state.authx_epoch``.
@@ -208,21 +200,16 @@ def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None) -> F
     sessions = SessionStore()
     auth.set_session_store(sessions)
     # Before any middleware: install() refuses to come after auth.implicit_refresh_middleware.
-    revocation: EpochRevocation = install(auth, store=store, app=app)
+    revocation: EpochRevocation = install(auth, store=store, app=app, clock=clock)
     users = UserTable.with_demo_users()
     # Dependency aliases, named like the types they are.
     Access = Annotated[TokenPayload, Depends(auth.access_token_required)]  # noqa: N806
-    Refresh = Annotated[TokenPayload, Depends(auth.refresh_token_required)]  # noqa: N806
     Fresh = Annotated[TokenPayload, Depends(auth.fresh_token_required)]  # noqa: N806
 
     async def issue_pair(uid: str, request: Request) -> TokenPair:
-        session = await auth.create_session(uid, request)
-        data = {"session_id": session.session_id}
-        return TokenPair(
-            access_token=auth.create_access_token(uid=uid, fresh=True, data=data),
-            refresh_token=auth.create_refresh_token(uid=uid, data=data),
-            session_id=session.session_id,
-        )
+        # A new session: AuthX's session store keeps it (for /sessions), the revocation store
+        # keeps its generation; both tokens carry its id.
+        return await revocation.create_token_pair(uid, fresh=True, request=request)
 
     @app.post("/login", tags=["tokens"])
     async def login(credentials: Credentials, request: Request) -> TokenPair:
@@ -237,11 +224,15 @@ def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None) -> F
         return Me(uid=str(payload.sub), session_id=_session_of(payload), fresh=bool(payload.fresh))
 
     @app.post("/refresh", tags=["tokens"])
-    async def refresh(payload: Refresh) -> AccessToken:
-        """Trade the refresh token for a new (not fresh) access token of the same session."""
-        session_id = _session_of(payload)
-        data = {"session_id": session_id} if session_id else None
-        return AccessToken(access_token=auth.create_access_token(uid=str(payload.sub), data=data))
+    async def refresh(request: Request) -> TokenPair:
+        """Rotation: trade the refresh token for the session's next pair (the access token is not fresh).
+
+        A refresh token can be used once (a retry within a few seconds is fine); presenting a used
+        one again revokes the whole session, as a stolen token would be (401, RefreshTokenReusedError).
+        """
+        # Read from where AuthX reads refresh tokens; rotate_refresh_token verifies it like AuthX.
+        presented = await auth.get_refresh_token_from_request(request)
+        return await revocation.rotate_refresh_token(presented.token)
 
     @app.post("/logout", tags=["revocation"])
     async def logout(payload: Access) -> Message:
@@ -251,7 +242,7 @@ def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None) -> F
 
     @app.post("/logout-session", tags=["revocation"])
     async def logout_session(payload: Access) -> Message:
-        """Revoke this token's session: its access tokens and its refresh token."""
+        """Log out this device: revoke this token's session, its access tokens and its refresh token."""
         session_id = _session_of(payload)
         if session_id is None:
             raise HTTPException(status_code=400, detail="this token carries no session")
@@ -279,7 +270,7 @@ def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None) -> F
 
     @app.get("/sessions", tags=["protected"])
     async def list_sessions(payload: Access) -> list[SessionInfo]:
-        """The user's active sessions."""
+        """My sessions: the user's active sessions, one per login (AuthX's session store)."""
         return await auth.list_sessions(str(payload.sub))
 
     return app

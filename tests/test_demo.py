@@ -17,6 +17,7 @@ import pytest
 from fastapi import FastAPI
 
 from authx_epoch.demo import DEMO_USERS, SECRET_ENV, create_app, main
+from tests.conftest import FakeClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.sqlite]
 
@@ -167,6 +168,28 @@ async def test_refresh_keeps_the_session_and_is_not_fresh(client: httpx.AsyncCli
         "session_id": pair["session_id"],
         "fresh": False,
     }
+
+
+async def test_refresh_rotates_the_pair_and_a_replay_revokes_the_session(store_url: str) -> None:
+    clock = FakeClock()
+    app = create_app(store_url, secret=SECRET, clock=clock)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
+        pair = await login(client)
+        rotated = await client.post("/refresh", headers=bearer(pair["refresh_token"]))
+        assert rotated.status_code == 200
+        new = rotated.json()
+        assert new["session_id"] == pair["session_id"]
+        assert new["refresh_token"] != pair["refresh_token"]
+        assert await me_status(client, new["access_token"]) == 200
+        clock.advance(60)
+        replay = await client.post("/refresh", headers=bearer(pair["refresh_token"]))
+        assert_authx_error(replay)
+        assert replay.json()["error_type"] == "RefreshTokenReusedError"
+        for token in (new["access_token"], pair["access_token"]):
+            assert_authx_error(await client.get("/me", headers=bearer(token)))
+        assert_authx_error(await client.post("/refresh", headers=bearer(new["refresh_token"])))
+        other = await login(client)
+        assert await me_status(client, other["access_token"]) == 200
 
 
 async def test_refresh_and_access_tokens_are_not_interchangeable(client: httpx.AsyncClient) -> None:

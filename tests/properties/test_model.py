@@ -37,6 +37,7 @@ from hypothesis.stateful import (
 
 import authx_epoch
 from authx_epoch import EpochRevocation
+from authx_epoch.records import RECORD_SLACK
 from authx_epoch.stores import Store
 from tests.conftest import FakeClock
 from tests.properties import evidence
@@ -82,17 +83,51 @@ class Minted:
 
 
 @dataclass
+class SessionModel:
+    """A session's record as the store keeps it: until when, whether revoked, in which era."""
+
+    until: float
+    revoked: bool
+    era: int
+
+
+@dataclass
 class Model:
     """What must be accepted: versions of each epoch, revoked ids, and how many losses happened."""
 
     global_version: int = 0
     user_versions: dict[str, int] = field(default_factory=dict)
     revoked_jtis: dict[str, float] = field(default_factory=dict)
-    revoked_sessions: dict[str, float] = field(default_factory=dict)
+    sessions: dict[str, SessionModel] = field(default_factory=dict)
     era: int = 0
 
     def stamp(self, uid: str) -> tuple[int, int]:
         return self.global_version, self.user_versions.get(uid, 0)
+
+    def _live_session(self, sid: str, now: float) -> Optional[SessionModel]:
+        record = self.sessions.get(sid)
+        return record if record is not None and record.era == self.era and record.until > now else None
+
+    def mint_in_session(self, sid: str, exp: float, now: float) -> None:
+        """A token of ``sid`` lives until ``exp``: its record lives at least until then (plus slack, when extended)."""
+        keep = exp + LEEWAY
+        record = self._live_session(sid, now)
+        if record is None:
+            self.sessions[sid] = SessionModel(keep + RECORD_SLACK, False, self.era)
+        elif record.until < keep:
+            record.until = keep + RECORD_SLACK
+
+    def revoke_session(self, sid: str, until: float, now: float) -> None:
+        """The record is marked revoked and kept at least until ``until`` (and as long as it already lived)."""
+        record = self._live_session(sid, now)
+        if record is not None:
+            record.until, record.revoked = max(record.until, until), True
+        elif until > now:
+            self.sessions[sid] = SessionModel(until, True, self.era)
+
+    def session_revoked_until(self, sid: Optional[str]) -> Optional[float]:
+        record = self.sessions.get(sid or "")
+        return record.until if record is not None and record.revoked and record.era == self.era else None
 
     def expect(self, minted: Minted, now: float) -> Optional[bool]:
         """True: must be accepted; False: must be rejected; None: not judged (expiring, or at a boundary)."""
@@ -102,11 +137,9 @@ class Model:
             return False
         if minted.user_version != self.user_versions.get(minted.uid, 0):
             return False
-        if _revoked(self.revoked_jtis.get(minted.jti), now) or _revoked(
-            self.revoked_sessions.get(minted.sid or ""), now
-        ):
+        if _revoked(self.revoked_jtis.get(minted.jti), now) or _revoked(self.session_revoked_until(minted.sid), now):
             return False
-        undecided = (self.revoked_jtis.get(minted.jti), self.revoked_sessions.get(minted.sid or ""))
+        undecided = (self.revoked_jtis.get(minted.jti), self.session_revoked_until(minted.sid))
         if any(until is not None and abs(until - now) < BOUNDARY for until in undecided):
             return None
         return True
@@ -210,6 +243,8 @@ class EpochMachine(RuleBasedStateMachine):
         else:
             made = [("refresh", self.auth.create_refresh_token(uid, data=data, expiry=expiry))]
         global_version, user_version = self.model.stamp(uid)
+        if sid is not None:
+            self.model.mint_in_session(sid, exp, self.clock())
         for token_kind, token in made:
             jti = jwt.decode(token, options={"verify_signature": False})["jti"]
             self.tokens.append(
@@ -322,7 +357,8 @@ class EpochMachine(RuleBasedStateMachine):
         else:
             self._run(self.rev.revoke_session(sid, expires_at=None if expires_at is None else _aware(expires_at)))
         until = (now + SESSION_LIFETIME if expires_at is None else expires_at) + LEEWAY
-        self.model.revoked_sessions[sid] = max(until, self.model.revoked_sessions.get(sid, 0.0))
+        # A session's revocation lives in its record, which outlives every token minted for it.
+        self.model.revoke_session(sid, until, now)
 
     # -- bump --------------------------------------------------------------------------------
 
