@@ -446,6 +446,31 @@ def test_redis_drops_what_has_expired_on_its_own(redis_store: Any, redis_url: st
 
 
 @pytest.mark.redis
+def test_expired_jti_fields_are_swept_by_later_writes(redis_store: Any, redis_url: str) -> None:
+    sync, keys = redis_store.sync, redis_store._sync._keys
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        sync.issue("alice", NOW, NOW + 900)
+        for index in range(40):
+            sync.revoke_token("alice", f"old-{index}", NOW + 60, NOW)
+        sync.revoke_token("alice", "long", NOW + 9000, NOW)
+        fields = admin.hkeys(keys.user_key("alice"))
+        assert sum(field.startswith(b"j:") for field in fields) == 41
+        later = NOW + 120
+        assert not sync.fetch("alice", "old-0", None, later).jti_revoked  # ignored once expired
+        assert sync.stats(later).revoked_tokens == 1
+        sync.revoke_token("alice", "new", later + 900, later)  # any write to the hash sweeps
+        fields = admin.hkeys(keys.user_key("alice"))
+        assert sorted(field for field in fields if field.startswith(b"j:")) == sorted(
+            [keys.token_field("long"), keys.token_field("new")]
+        )
+        assert sync.fetch("alice", "long", None, later).jti_revoked
+        assert sync.get_user("alice", later) is not None
+    finally:
+        admin.close()
+
+
+@pytest.mark.redis
 def test_lost_scripts_are_reloaded(redis_store: Any, redis_url: str) -> None:
     admin = redis.Redis.from_url(redis_url)
     try:
