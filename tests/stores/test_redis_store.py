@@ -341,8 +341,20 @@ async def test_a_check_on_the_cluster_is_one_command_per_key(redis_cluster: Redi
 # -- atomic writes ----------------------------------------------------------------------------
 
 
-def _bump_many_concurrently(store: Any, url: str) -> None:
+def _bump_many_concurrently(fixture_store: Any, url: str) -> None:
     """Async tasks, threads and processes bump one user at the same clock value: none may be lost."""
+    from authx_epoch.stores.redis import RedisStore
+
+    # Atomicity is under test, not timeouts: generous ones keep a loaded CI machine from turning
+    # a slow reply into a failed bump.
+    store = RedisStore.from_url(url, prefix=fixture_store.prefix, socket_timeout=10, socket_connect_timeout=10)
+    try:
+        _bump_with(store, url)
+    finally:
+        store.close()
+
+
+def _bump_with(store: Any, url: str) -> None:
     start = store.sync.bump_user("hot", NOW, None, NOW + 3600).epoch
 
     async def tasks() -> list[int]:
@@ -359,7 +371,7 @@ def _bump_many_concurrently(store: Any, url: str) -> None:
 
     script = (
         "import sys; from authx_epoch.stores.redis import RedisStore; "
-        "s = RedisStore.from_url(sys.argv[1], prefix=sys.argv[2]); "
+        "s = RedisStore.from_url(sys.argv[1], prefix=sys.argv[2], socket_timeout=10, socket_connect_timeout=10); "
         f"print(' '.join(str(s.sync.bump_user('hot', {NOW!r}, None, {NOW + 3600!r}).epoch) for _ in range(20)))"
     )
     processes = [
