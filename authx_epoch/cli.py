@@ -5,8 +5,10 @@ environment variable, the same URLs ``install()`` takes. Output is for people by
 one JSON object per command with ``--json``. Exit codes:
 
 * 0: done, or the token is accepted;
-* 1: the token is refused (revoked or expired), or the operator declined a confirmation;
-* 2: a usage error, a bad store URL, an unreachable store, a malformed token or file.
+* 1: the token is refused (revoked or expired), the operator declined a confirmation, or
+  ``import`` refused a file that is not a snapshot it can read (foreign, damaged, newer);
+* 2: a usage error, a bad store URL, an unreachable store, a malformed token, a missing or
+  unreadable file.
 
 Errors are one line on stderr, never a traceback.
 """
@@ -32,7 +34,7 @@ import click
 from authx_epoch import __version__
 from authx_epoch.claims import ClaimNames, claims_from_mapping, decode_payload_segment
 from authx_epoch.decision import Reason
-from authx_epoch.errors import AuthxEpochError, ConfigurationError
+from authx_epoch.errors import AuthxEpochError, ConfigurationError, InvalidArgumentError
 from authx_epoch.records import EpochRecord, SnapshotEntry
 from authx_epoch.revocation import MAX_ID_LENGTH, EpochRevocation
 from authx_epoch.snapshot import read_snapshot, write_snapshot
@@ -95,6 +97,12 @@ class CommandError(click.ClickException):
         click.echo(f"authx-epoch: error: {message}", err=True)
 
 
+class RefusedError(CommandError):
+    """A one-line error for a refusal (exit code 1): ``import`` of a file that is not a snapshot it reads."""
+
+    exit_code = EXIT_REFUSED
+
+
 class _Cli(click.Group):
     """The command group; turns every library or OS error into a ``CommandError``."""
 
@@ -102,7 +110,7 @@ class _Cli(click.Group):
         try:
             return super().invoke(ctx)
         except CommandError as exc:
-            raise CommandError(redact(exc.message, _url(ctx))) from exc.__cause__
+            raise type(exc)(redact(exc.message, _url(ctx))) from exc.__cause__
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except AuthxEpochError as exc:
@@ -632,9 +640,12 @@ def stats() -> None:
 
 
 def _tally(entries: list[SnapshotEntry]) -> dict[str, int]:
-    counts = {"global": 0, "user": 0, "token": 0, "session": 0}
+    counts = {"global": 0, "user": 0, "token": 0, "session": 0, "revoked_session": 0}
     for entry in entries:
         counts[entry.kind] = counts.get(entry.kind, 0) + 1
+        # A session entry without its record (a version-1 snapshot) is a revoked session id.
+        if entry.kind == "session" and (entry.session is None or entry.session.revoked):
+            counts["revoked_session"] += 1
     return counts
 
 
@@ -663,7 +674,8 @@ def export(file: str, force: bool) -> None:
     _emit(
         {"file": file, "entries": len(entries), "counts": counts, "source": store.sync.kind},
         f"exported {len(entries)} entries from the {store.sync.kind} store to {file}: "
-        f"{counts['user']} users, {counts['token']} revoked tokens, {counts['session']} revoked sessions, "
+        f"{counts['user']} users, {counts['token']} revoked tokens, "
+        f"{counts['session']} sessions ({counts['revoked_session']} revoked), "
         f"{'the' if counts['global'] else 'no'} global record",
     )
 
@@ -674,10 +686,14 @@ def export(file: str, force: bool) -> None:
 def import_(file: str) -> None:
     """Merge the snapshot FILE into the store: epochs never move back, revocations never shorten.
 
-    A file that is not a snapshot is refused and nothing changes. A SQLite store is created if missing.
+    A file that is not a snapshot is refused (exit code 1) and nothing changes. A SQLite store is
+    created if missing.
     """
     with open(file, "rb") as stream:
-        header, entries = read_snapshot(stream)
+        try:
+            header, entries = read_snapshot(stream)
+        except InvalidArgumentError as exc:
+            raise RefusedError(str(exc)) from exc
     now = time.time()
     live = [entry for entry in entries if entry.expires_at is None or entry.expires_at > now]
     live = [entry for entry in live if entry.record is None or entry.record.is_live(now)]

@@ -298,11 +298,15 @@ class SnapshotEntry:
     """One item of a store's exported state (see ``authx-epoch export``).
 
     Attributes:
-        kind: ``user``, ``global``, ``token`` (a revoked jti) or ``session`` (a revoked session id).
+        kind: ``user``, ``global``, ``token`` (a revoked jti) or ``session`` (a session, live or revoked).
         key: The user id, jti or session id (empty for the global record).
         record: The epoch record, for ``user`` and ``global``.
-        expires_at: When a revoked id may be forgotten, for ``token`` and ``session``.
+        expires_at: When the entry may be forgotten, for ``token`` and ``session`` (for a session
+            with its record, the record's ``expires_at``).
         uid: The user a revoked token belongs to, for ``token``.
+        session: The session's record (generation, revoked flag...), for ``session``. A ``session``
+            entry without one (all that version-1 snapshots hold) is a revoked session id, kept
+            until ``expires_at``.
     """
 
     kind: str
@@ -310,6 +314,7 @@ class SnapshotEntry:
     record: Optional[EpochRecord] = None
     expires_at: Optional[float] = None
     uid: Optional[str] = None
+    session: Optional[SessionRecord] = None
 
 
 def merge_records(old: Optional[EpochRecord], new: EpochRecord) -> EpochRecord:
@@ -330,4 +335,31 @@ def merge_records(old: Optional[EpochRecord], new: EpochRecord) -> EpochRecord:
         bumped_at=winner.bumped_at,
         reason=winner.reason,
         expires_at=expires_at,
+    )
+
+
+def merge_sessions(old: Optional[SessionRecord], new: SessionRecord, now: float) -> SessionRecord:
+    """Combine an existing session record with an imported one, never losing a rotation or a revocation.
+
+    The higher generation wins with its rotation fields (and the first generation of its record:
+    tokens older than that belong to state the winner lost, and stay refused); revoked stays
+    revoked; the record lives as long as either would. An expired ``old`` counts as missing.
+    """
+    if old is None or not old.is_live(now):
+        return new
+    if new.generation == old.generation:
+        winner, first = old, max(old.first_generation, new.first_generation)
+    else:
+        winner = new if new.generation > old.generation else old
+        first = winner.first_generation
+    other = old if winner is new else new
+    return SessionRecord(
+        generation=winner.generation,
+        first_generation=first,
+        created_at=min(old.created_at, new.created_at),
+        expires_at=max(old.expires_at, new.expires_at),
+        uid=winner.uid if winner.uid is not None else other.uid,
+        rotated_at=winner.rotated_at,
+        previous=winner.previous,
+        revoked=old.revoked or new.revoked,
     )

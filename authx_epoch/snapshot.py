@@ -3,12 +3,18 @@
 A snapshot is a msgpack stream: first a header map, then one array per entry.
 
 ```
-{"format": "authx-epoch-snapshot", "version": 1, "created_at": 1718000000.0, "source": "sqlite", "entries": 3}
+{"format": "authx-epoch-snapshot", "version": 2, "created_at": 1718000000.0, "source": "sqlite", "entries": 4}
 ["global", "", [epoch, created_at, bumped_at, reason, expires_at], None, None]
 ["user", "alice", [epoch, created_at, bumped_at, reason, expires_at], None, None]
 ["token", "<jti>", None, expires_at, "<owner uid>"]
-["session", "<session id>", None, expires_at, None]
+["session", "<session id>", [generation, first_generation, created_at, expires_at, uid, rotated_at,
+                             previous, revoked], expires_at, None]
 ```
+
+Version 2 added the session record (live sessions and revoked ones). Version-1 files are still
+read: their ``session`` rows have no record (``None`` in its place) and stand for revoked session
+ids, imported as such. Version-1 readers refuse version-2 files as newer, rather than dropping
+their session records or misreading them.
 
 The header names the format and its version, so a file that is not a snapshot (or one written by
 a newer version) is refused before anything is imported, and it counts the entries, so a
@@ -25,14 +31,14 @@ from typing import IO, Any, Optional
 import msgpack
 
 from authx_epoch.errors import InvalidArgumentError
-from authx_epoch.records import MAX_EPOCH, EpochRecord, SnapshotEntry
+from authx_epoch.records import MAX_EPOCH, EpochRecord, SessionRecord, SnapshotEntry
 from authx_epoch.revocation import MAX_ID_LENGTH as _MAX_ID
 from authx_epoch.revocation import MAX_REASON_LENGTH as _MAX_REASON
 
 #: The value of the header's ``format`` field.
 SNAPSHOT_FORMAT = "authx-epoch-snapshot"
 #: The version this code writes, and the newest it reads.
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
 
 #: The kinds of entry a snapshot holds (see ``SnapshotEntry``).
 ENTRY_KINDS = frozenset({"global", "user", "token", "session"})
@@ -59,7 +65,22 @@ def _record_row(record: EpochRecord) -> list[Any]:
     return [record.epoch, record.created_at, record.bumped_at, record.reason, record.expires_at]
 
 
+def _session_row(session: SessionRecord) -> list[Any]:
+    return [
+        session.generation,
+        session.first_generation,
+        session.created_at,
+        session.expires_at,
+        session.uid,
+        session.rotated_at,
+        session.previous,
+        session.revoked,
+    ]
+
+
 def _entry_row(entry: SnapshotEntry) -> list[Any]:
+    if entry.session is not None:
+        return [entry.kind, entry.key, _session_row(entry.session), entry.session.expires_at, entry.uid]
     record = _record_row(entry.record) if entry.record is not None else None
     return [entry.kind, entry.key, record, entry.expires_at, entry.uid]
 
@@ -142,7 +163,42 @@ def _record(row: object, where: str) -> EpochRecord:
     )
 
 
-def _entry(row: object, index: int) -> SnapshotEntry:
+def _generation(value: object, what: str, *, optional: bool = False) -> Optional[int]:
+    if value is None and optional:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_EPOCH:
+        raise _fail(f"{what} must be a whole number between 0 and 2**63-1, got {value!r:.40}")
+    return value
+
+
+def _session(row: object, where: str) -> SessionRecord:
+    if not isinstance(row, list) or len(row) != 8:
+        raise _fail(f"{where}: a session record must be a list of 8 fields")
+    generation = _generation(row[0], f"{where}: the generation")
+    first = _generation(row[1], f"{where}: the first generation")
+    assert generation is not None
+    assert first is not None
+    if first > generation:
+        raise _fail(f"{where}: the first generation is after the current one")
+    created_at = _number(row[2], f"{where}: created_at")
+    expires_at = _number(row[3], f"{where}: expires_at")
+    assert created_at is not None
+    assert expires_at is not None
+    if type(row[7]) is not bool:
+        raise _fail(f"{where}: the revoked flag must be true or false, got {row[7]!r:.40}")
+    return SessionRecord(
+        generation=generation,
+        first_generation=first,
+        created_at=created_at,
+        expires_at=expires_at,
+        uid=_text(row[4], f"{where}: the session's uid", _MAX_ID, optional=True),
+        rotated_at=_number(row[5], f"{where}: rotated_at", optional=True),
+        previous=_generation(row[6], f"{where}: the previous generation", optional=True),
+        revoked=row[7],
+    )
+
+
+def _entry(row: object, index: int, version: int) -> SnapshotEntry:
     where = f"entry {index}"
     if not isinstance(row, list) or len(row) != 5:
         raise _fail(f"{where} must be a list of 5 fields")
@@ -156,8 +212,13 @@ def _entry(row: object, index: int) -> SnapshotEntry:
             raise _fail(f"{where}: the global record has an empty key")
         return SnapshotEntry(kind, key_text, record=_record(record, where))
     if not key_text:
-        raise _fail(f"{where}: a revoked {kind} needs a non-empty id")
+        raise _fail(f"{where}: a {kind} needs a non-empty id")
     until = _number(expires_at, f"{where}: expires_at")
+    if kind == "session" and version >= 2 and record is not None:
+        session = _session(record, where)
+        if session.expires_at != until:
+            raise _fail(f"{where}: expires_at differs from the session record's")
+        return SnapshotEntry(kind, key_text, expires_at=until, session=session)
     owner = _text(uid, f"{where}: the owner uid", _MAX_ID, optional=True) if kind == "token" else None
     return SnapshotEntry(kind, key_text, expires_at=until, uid=owner)
 
@@ -220,7 +281,7 @@ def read_snapshot(stream: IO[bytes]) -> tuple[SnapshotHeader, list[SnapshotEntry
     for index, row in enumerate(objects):
         if index >= header.entries:
             raise _fail(f"it holds more entries than its header says ({header.entries})")
-        entries.append(_entry(row, index))
+        entries.append(_entry(row, index, header.version))
     if len(entries) != header.entries:
         raise _fail(f"it is truncated: {len(entries)} of {header.entries} entries")
     return header, entries

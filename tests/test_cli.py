@@ -151,8 +151,9 @@ def run_all(*commands: Command) -> list[Result]:
     return results
 
 
-def one_line_error(result: Result) -> str:
-    assert result.code == 2, result
+def one_line_error(result: Result, code: int = 2) -> str:
+    """The one error line of a failed command; ``code`` 1 for a refusal, 2 for a usage or store error."""
+    assert result.code == code, result
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert len(lines) == 1, result.err
     assert lines[0].startswith("authx-epoch: error: "), lines[0]
@@ -262,7 +263,8 @@ async def test_operator_transcript(
     assert (counts["users"], counts["revoked_tokens"], counts["revoked_sessions"]) == (4, 1, 1)
     assert counts["kind"] == app.revocation.store.sync.kind
     assert exported.code == 0
-    assert exported.json()["counts"] == {"global": 1, "user": 4, "token": 1, "session": 1}
+    assert exported.json()["counts"] == {"global": 1, "user": 4, "token": 1, "session": 1, "revoked_session": 1}
+    assert "1 sessions (1 revoked)" in run("export", str(tmp_path / "again.bin"), store=store_url).out
 
     second: str = target(request, tmp_path, "imported")
     imported = run("import", str(snapshot), "--json", store=second)
@@ -441,8 +443,73 @@ def test_import_refuses_a_foreign_file_in_a_subprocess(tmp_path: Path, apps: lis
     before = app.revocation.sync.stats()
     path = tmp_path / "users.json"
     path.write_text('{"users": ["alice"]}')
-    assert "not an authx-epoch snapshot" in one_line_error(run("import", str(path), store=url))
+    # Refusing a file is a refusal (exit 1), not a usage or store error (exit 2).
+    assert "not an authx-epoch snapshot" in one_line_error(run("import", str(path), store=url), code=1)
     assert app.revocation.sync.stats() == before
+
+
+@pytest.mark.redis
+def test_import_usage_and_store_errors_exit_2(tmp_path: Path, apps: list[App], redis_url: str) -> None:
+    snapshot = tmp_path / "backup.bin"
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    apps.append(make_app(url))
+    assert run("export", str(snapshot), store=url).code == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        nowhere = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+        missing, directory, no_argument, unreachable = run_all(
+            Command("import", str(tmp_path / "no-such-file"), store=url),
+            Command("import", str(tmp_path), store=url),
+            Command("import", store=url),
+            Command("import", str(snapshot), store=nowhere),
+        )
+    assert [result.code for result in (missing, directory, no_argument)] == [2, 2, 2]
+    assert "does not exist" in missing.err
+    assert "is a directory" in directory.err
+    assert "Missing argument" in no_argument.err
+    assert "unavailable" in one_line_error(unreachable)
+
+
+@pytest.mark.redis
+async def test_session_bound_tokens_move_between_stores(
+    request: pytest.FixtureRequest, tmp_path: Path, apps: list[App]
+) -> None:
+    """A session's live record goes with an export: its tokens are accepted where it is imported, not lost_state."""
+    source = sqlite_url(request, tmp_path, "source")
+    app = make_app(source)
+    apps.append(app)
+    pair = await app.revocation.create_token_pair("lena")
+    rotated = await app.revocation.rotate_refresh_token(pair.refresh_token)
+    tokens = [pair.access_token, rotated.access_token, rotated.refresh_token]
+    assert [await app.status_of(token) for token in tokens[:2]] == [200, 200]
+    targets = [redis_store_url(request, tmp_path, "target"), sqlite_url(request, tmp_path, "target")]
+    snapshot = tmp_path / "sessions.bin"
+
+    def move() -> None:
+        exported = run("export", str(snapshot), "--force", "--json", store=source)
+        assert exported.code == 0, exported.err
+        assert exported.json()["counts"]["session"] == 1
+        imports = run_all(*(Command("import", str(snapshot), "--json", store=target) for target in targets))
+        assert [result.code for result in imports] == [0, 0], [result.err for result in imports]
+
+    def judged() -> list[tuple[int, str]]:
+        """How each target judges each token, all inspected at once."""
+        commands = [Command("--json", "inspect", "-", store=t, stdin=token) for t in targets for token in tokens]
+        return [(result.code, result.json()["reason"]) for result in run_all(*commands)]
+
+    move()
+    assert judged() == [(0, "accepted")] * 6
+    for target in targets:
+        moved = make_app(target)
+        apps.append(moved)
+        assert [await moved.status_of(token) for token in tokens[:2]] == [200, 200]
+        assert await moved.revocation.get_session_record(pair.session_id) == await app.revocation.get_session_record(
+            pair.session_id
+        )
+
+    assert run("revoke-session", pair.session_id, "--expires-at", "+1h", store=source).code == 0
+    move()
+    assert judged() == [(1, "session_revoked")] * 6
 
 
 # The matrices below parse input before any store is opened; they run the same command object
@@ -533,7 +600,7 @@ def test_import_refuses_a_file_that_is_not_a_snapshot(
     before = list(app.revocation.store.sync.export_entries(time.time()))
     path = tmp_path / "not-a-snapshot"
     path.write_bytes(content)
-    line = one_line_error(invoke("import", str(path), store=url))
+    line = one_line_error(invoke("import", str(path), store=url), code=1)
     assert message in line
     assert "nothing was imported" in line or message == "not"
     assert list(app.revocation.store.sync.export_entries(time.time())) == before
@@ -710,17 +777,22 @@ def test_every_command_and_exit_code_is_documented() -> None:
 
 
 def test_documented_errors_are_what_the_command_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each ``$ authx-epoch ...`` line of the page followed by an error line gives exactly that error."""
+    """Each ``$ authx-epoch ...`` line of the page followed by an error line gives exactly that error.
+
+    The exit code is 2 unless the page shows another with ``$ echo $?`` right after the error.
+    """
     monkeypatch.chdir(tmp_path)
     (tmp_path / "alice.jwt").write_text("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln\n")
     lines = CLI_PAGE.read_text().splitlines()
-    pairs = [
-        (command[len("$ authx-epoch ") :], error)
-        for command, error in itertools.pairwise(lines)
-        if command.startswith("$ authx-epoch ") and error.startswith("authx-epoch: error: ")
-    ]
-    assert len(pairs) >= 4
-    for command, error in pairs:
+    shown = []
+    for index, (command, error) in enumerate(itertools.pairwise(lines)):
+        if command.startswith("$ authx-epoch ") and error.startswith("authx-epoch: error: "):
+            after = lines[index + 2 : index + 4]
+            code = int(after[1]) if len(after) == 2 and after[0] == "$ echo $?" else 2
+            shown.append((command[len("$ authx-epoch ") :], error, code))
+    assert len(shown) >= 4
+    assert {code for _, _, code in shown} == {1, 2}
+    for command, error, code in shown:
         result = invoke(*shlex.split(command), store="sqlite:///unused.db")
         assert result.err.strip() == error, command
-        assert result.code == 2
+        assert result.code == code, command

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authx_epoch import InvalidArgumentError, MemoryStore
-from authx_epoch.records import SnapshotEntry
+from authx_epoch.records import SessionRecord, SnapshotEntry
 from authx_epoch.snapshot import SNAPSHOT_FORMAT, SNAPSHOT_VERSION, read_snapshot, write_snapshot
 from authx_epoch.stores import Store
 
@@ -23,6 +23,9 @@ def populate(store: Store) -> None:
     sync = store.sync
     sync.setup(NOW - 100)
     sync.issue("alice", NOW - 50, NOW + 900)
+    first = sync.issue("alice", NOW - 40, NOW + 900, "alice-laptop").session_generation
+    assert first is not None
+    sync.rotate_session("alice-laptop", first, NOW - 30, 5.0, NOW + 1000)
     sync.bump_user("alice", NOW - 10, "password changed", NOW + 3600)
     sync.bump_user("bob", NOW - 5, None, NOW + 3600)
     sync.bump_global(NOW - 1, "key rotation")
@@ -46,18 +49,26 @@ def test_round_trip_through_every_store_keeps_the_audit_trail(store: Store) -> N
     exported = sorted(store.sync.export_entries(NOW), key=key)
     assert [key(entry) for entry in exported] == [
         ("global", ""),
+        ("session", "alice-laptop"),
         ("session", "session-1"),
         ("token", "jti-1"),
         ("user", "alice"),
         ("user", "bob"),
     ]
     header, read = read_snapshot(io.BytesIO(dump(exported)))
-    assert (header.version, header.source, header.entries, header.created_at) == (SNAPSHOT_VERSION, "test", 5, NOW)
+    assert (header.version, header.source, header.entries, header.created_at) == (SNAPSHOT_VERSION, "test", 6, NOW)
     assert sorted(read, key=key) == exported
 
     target = MemoryStore()
-    assert target.import_entries(read, NOW) == 5
+    assert target.import_entries(read, NOW) == 6
     assert sorted(target.export_entries(NOW), key=key) == exported
+    # The live session moved whole: its rotation state, owner and expiry, not just an id.
+    laptop = target.get_session("alice-laptop", NOW)
+    assert laptop is not None
+    assert laptop == store.sync.get_session("alice-laptop", NOW)
+    assert (laptop.uid, laptop.revoked, laptop.rotated_at) == ("alice", False, NOW - 30)
+    assert laptop.previous is not None
+    assert laptop.previous < laptop.generation
     alice = target.get_user("alice", NOW)
     assert alice is not None
     assert (alice.reason, alice.bumped_at) == ("password changed", NOW - 10)
@@ -103,6 +114,8 @@ def packed(*objects: Any) -> bytes:
 
 
 GOOD_RECORD = [5, NOW, None, None, NOW + 1]
+# generation, first generation, created_at, expires_at, uid, rotated_at, previous, revoked
+GOOD_SESSION = [5, 3, NOW, NOW + 1, "u", NOW, 4, False]
 
 
 @pytest.mark.parametrize(
@@ -112,7 +125,7 @@ GOOD_RECORD = [5, NOW, None, None, NOW + 1]
         (b"\xc1", "damaged"),
         (packed([1, 2, 3]), "not an authx-epoch snapshot"),
         (packed({"format": "other"}), "not an authx-epoch snapshot"),
-        (packed(header(version=2)), "newer"),
+        (packed(header(version=SNAPSHOT_VERSION + 1)), "newer"),
         (packed(header(version="1")), "no valid version"),
         (packed(header(version=0)), "no valid version"),
         (packed(header(entries=-1)), "how many entries"),
@@ -132,6 +145,16 @@ GOOD_RECORD = [5, NOW, None, None, NOW + 1]
         (packed(header(), ["token", "j", None, None, "u"]), "expires_at"),
         (packed(header(), ["session", "s", None, math.nan, None]), "finite"),
         (packed(header(), ["token", "j", None, NOW, 5]), "owner uid"),
+        (packed(header(), ["session", "", GOOD_SESSION, NOW + 1, None]), "non-empty id"),
+        (packed(header(), ["session", "s", GOOD_SESSION[:7], NOW + 1, None]), "8 fields"),
+        (packed(header(), ["session", "s", [2**63, *GOOD_SESSION[1:]], NOW + 1, None]), "generation"),
+        (packed(header(), ["session", "s", [5, -1, *GOOD_SESSION[2:]], NOW + 1, None]), "first generation"),
+        (packed(header(), ["session", "s", [5, 9, *GOOD_SESSION[2:]], NOW + 1, None]), "after the current"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:4], 7, *GOOD_SESSION[5:]], NOW + 1, None]), "uid"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:6], "4", False], NOW + 1, None]), "previous"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:7], 1], NOW + 1, None]), "revoked flag"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:3], math.inf, *GOOD_SESSION[4:]], NOW + 1, None]), "finite"),
+        (packed(header(), ["session", "s", GOOD_SESSION, NOW + 2, None]), "differs"),
     ],
 )
 def test_refuses_what_is_not_a_valid_snapshot(content: bytes, message: str) -> None:
@@ -183,3 +206,45 @@ def test_hostile_headers_are_refused_or_valid(fields: dict[str, Any]) -> None:
     except InvalidArgumentError:
         return
     assert (found.entries, entries) == (0, [])
+
+
+def test_a_session_entry_round_trips_every_field() -> None:
+    entry = SnapshotEntry(
+        "session", "s", expires_at=NOW + 1, session=SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4, True)
+    )
+    _, (read,) = read_snapshot(io.BytesIO(dump([entry])))
+    assert read == entry
+    assert read_snapshot(io.BytesIO(packed(header(), ["session", "s", GOOD_SESSION, NOW + 1, None])))[1] == [
+        SnapshotEntry("session", "s", expires_at=NOW + 1, session=SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4))
+    ]
+
+
+# A snapshot as version 1 wrote it: session rows are revoked ids, with no record.
+VERSION_1 = packed(
+    header(version=1, entries=4, source="sqlite"),
+    ["global", "", [7, NOW - 100, None, None, None], None, None],
+    ["user", "alice", [9, NOW - 50, NOW - 10, "password changed", NOW + 3600], None, None],
+    ["token", "jti-1", None, NOW + 600, "alice"],
+    ["session", "session-1", None, NOW + 1200, None],
+)
+
+
+def test_version_1_files_are_still_read_and_imported(store: Store) -> None:
+    header_, entries = read_snapshot(io.BytesIO(VERSION_1))
+    assert (header_.version, header_.entries) == (1, 4)
+    assert entries[3] == SnapshotEntry("session", "session-1", expires_at=NOW + 1200)
+    store.sync.issue("bob", NOW, NOW + 900, "session-1")
+    assert store.sync.import_entries(entries, NOW) == 4
+    # The revoked id revokes the session it names, even one the store already had live.
+    session = store.sync.get_session("session-1", NOW)
+    assert session is not None
+    assert session.revoked
+    assert session.expires_at >= NOW + 1200
+    assert store.sync.fetch("alice", "jti-1", "session-1", NOW).jti_revoked
+    alice = store.sync.get_user("alice", NOW)
+    assert alice is not None
+    assert (alice.epoch, alice.reason) == (9, "password changed")
+    # Exported again, it is written in the current version, with the session's whole record.
+    _, again = read_snapshot(io.BytesIO(dump(list(store.sync.export_entries(NOW)))))
+    (rewritten,) = [entry for entry in again if entry.kind == "session"]
+    assert rewritten.session == session

@@ -54,6 +54,7 @@ from authx_epoch.records import (
     StoreStats,
     clock_epoch,
     merge_records,
+    merge_sessions,
 )
 
 #: The key prefix used when none is configured.
@@ -215,6 +216,27 @@ def decode_session(raw: Value) -> Optional[SessionRecord]:
         )
     except (ValueError, TypeError, IndexError, msgpack.UnpackException):
         return _DAMAGED_SESSION
+
+
+def encode_session(record: SessionRecord, session_id: str) -> bytes:
+    """The value that stores a session's record, exactly as the scripts write one (absent fields ``false``)."""
+
+    def absent(value: Any) -> Any:
+        return False if value is None else value
+
+    return _pack(
+        [
+            str(record.generation),
+            str(record.first_generation),
+            float(record.created_at),
+            float(record.expires_at),
+            absent(record.uid),
+            absent(None if record.rotated_at is None else float(record.rotated_at)),
+            absent(None if record.previous is None else str(record.previous)),
+            record.revoked,
+            session_id,
+        ]
+    )
 
 
 def _session_id_of(raw: bytes) -> Optional[str]:
@@ -430,8 +452,13 @@ class KeySpace:
 
     # -- import ----------------------------------------------------------------------------
 
-    def import_key(self, entry: SnapshotEntry) -> Optional[tuple[bytes, Optional[bytes]]]:
-        """The key (and hash field) an imported record goes to, or ``None`` for an entry that is not a record."""
+    def import_key(self, entry: SnapshotEntry, now: float) -> Optional[tuple[bytes, Optional[bytes]]]:
+        """The key (and hash field) an imported record goes to, or ``None`` for an entry that is not a record.
+
+        An expired session record goes nowhere (nor to ``revoke_call_for``): it is skipped.
+        """
+        if entry.kind == "session" and entry.session is not None:
+            return (self.session_key(entry.key), None) if entry.session.is_live(now) else None
         if entry.record is None:
             return None
         if entry.kind == "global":
@@ -446,7 +473,7 @@ class KeySpace:
             return None
         if entry.kind == "token":
             return self.revoke_token_call(entry.uid or "", entry.key, entry.expires_at, now)
-        if entry.kind == "session":
+        if entry.kind == "session" and entry.session is None:
             return self.revoke_session_call(entry.key, entry.expires_at, now)
         return None
 
@@ -454,6 +481,12 @@ class KeySpace:
         self, entry: SnapshotEntry, key: bytes, current: Value, now: float, field: Optional[bytes] = None
     ) -> Call:
         """A compare-and-set of ``key`` (its hash ``field``) from ``current`` to ``current`` merged with ``entry``."""
+        if entry.session is not None:
+            session = merge_sessions(decode_session(current), entry.session, now)
+            # A damaged value reads as revoked forever, and stays so: no expiry then.
+            until = repr(float(session.expires_at)) if math.isfinite(session.expires_at) else ""
+            value = encode_session(session, entry.key)
+            return Call(REPLACE, [key], [current or b"", value, until, repr(float(now)), b""])
         assert entry.record is not None
         old = _live(decode_record(current), now)
         merged = merge_records(old, entry.record)
@@ -496,11 +529,7 @@ class KeySpace:
         )
 
     def entries(self, items: Iterable[tuple[bytes, Scanned]], now: float) -> Iterator[SnapshotEntry]:
-        """The live snapshot entries among scanned ``(key, value)`` pairs.
-
-        Sessions are exported when revoked only: a snapshot has no place for live session
-        records yet, so after a restore their tokens are refused as lost state (a re-login).
-        """
+        """The live snapshot entries among scanned ``(key, value)`` pairs (sessions live or revoked)."""
         for key, raw in items:
             kind = self.kind_of(key)
             if kind is None or raw is None:
@@ -514,8 +543,8 @@ class KeySpace:
             elif kind == "session" and isinstance(raw, bytes):
                 session = self.session_of(raw, now)
                 sid = _session_id_of(raw)
-                if session is not None and session.revoked and sid is not None:
-                    yield SnapshotEntry("session", sid, expires_at=session.expires_at)
+                if session is not None and sid is not None:
+                    yield SnapshotEntry("session", sid, expires_at=session.expires_at, session=session)
 
     def _user_entries(self, fields: dict[bytes, bytes], now: float) -> Iterator[SnapshotEntry]:
         raw_record = fields.get(RECORD_FIELD)

@@ -20,6 +20,7 @@ from authx_epoch.records import (
     clock_epoch,
     ensure_session,
     merge_records,
+    merge_sessions,
     next_epoch,
     revoke_session_record,
     rotate,
@@ -195,12 +196,10 @@ class MemoryStore:
                 for j, t in self._tokens.items()
                 if t > now
             ]
-            # Revoked sessions only: a snapshot has no place for live ones yet (their tokens are
-            # then refused as lost state after a restore: a re-login, never an acceptance).
             entries += [
-                SnapshotEntry("session", sid, expires_at=s.expires_at)
+                SnapshotEntry("session", sid, expires_at=s.expires_at, session=s)
                 for sid, s in self._sessions.items()
-                if s.revoked and s.is_live(now)
+                if s.is_live(now)
             ]
         return iter(entries)
 
@@ -216,6 +215,10 @@ class MemoryStore:
                 elif entry.kind == "token" and entry.expires_at is not None:
                     self._tokens[entry.key] = max(entry.expires_at, self._tokens.get(entry.key, 0.0))
                     self._token_owners[entry.key] = entry.uid or ""
+                elif entry.kind == "session" and entry.session is not None:
+                    if not entry.session.is_live(now):
+                        continue
+                    self._sessions[entry.key] = merge_sessions(self._sessions.get(entry.key), entry.session, now)
                 elif entry.kind == "session" and entry.expires_at is not None:
                     if entry.expires_at <= now:
                         continue

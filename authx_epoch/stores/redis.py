@@ -340,7 +340,7 @@ class _SyncRedis:
         with _unavailable("import"):
             client = self._redis()
             for entry in entries:
-                target = keys.import_key(entry)
+                target = keys.import_key(entry, now)
                 if target is not None:
                     key, field = target
                     # Compare-and-set until no concurrent write slipped in between read and write.
@@ -591,7 +591,7 @@ class _AsyncRedis:
         with _unavailable("import"):
             client = await self._redis()
             for entry in entries:
-                target = keys.import_key(entry)
+                target = keys.import_key(entry, now)
                 if target is not None:
                     key, field = target
                     while True:

@@ -30,6 +30,7 @@ from authx_epoch.records import (
     clock_epoch,
     ensure_session,
     merge_records,
+    merge_sessions,
     revoke_session_record,
     rotate,
 )
@@ -500,19 +501,18 @@ class SqliteStore:
             revoked = conn.execute(
                 "SELECT kind, id, expires_at, uid FROM revoked WHERE kind = ? AND expires_at > ?", (_TOKEN, now)
             ).fetchall()
-            # Revoked sessions only: a snapshot has no place for live ones yet (their tokens are
-            # then refused as lost state after a restore: a re-login, never an acceptance).
-            revoked += conn.execute(
-                "SELECT 's', id, expires_at, NULL FROM sessions WHERE revoked AND expires_at > ?", (now,)
-            ).fetchall()
+            sessions = conn.execute(f"SELECT id, {_SESSION} FROM sessions WHERE expires_at > ?", (now,)).fetchall()
         for row in records:
             scope = row[0]
             if scope == _GLOBAL:
                 yield SnapshotEntry("global", "", record=_record(row[1:]))
             else:
                 yield SnapshotEntry("user", scope[len(_USER) :], record=_record(row[1:]))
-        for kind, ident, expires_at, uid in revoked:
-            yield SnapshotEntry("token" if kind == _TOKEN else "session", ident, expires_at=expires_at, uid=uid)
+        for _, ident, expires_at, uid in revoked:
+            yield SnapshotEntry("token", ident, expires_at=expires_at, uid=uid)
+        for row in sessions:
+            session = _session(row[1:])
+            yield SnapshotEntry("session", row[0], expires_at=session.expires_at, session=session)
 
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
         """See ``SyncStore.import_entries``."""
@@ -541,6 +541,11 @@ class SqliteStore:
                     elif entry.kind == "token" and entry.expires_at is not None:
                         params = {"kind": _TOKEN, "id": entry.key, "expires_at": entry.expires_at, "uid": entry.uid}
                         conn.execute(_REVOKE, params)
+                    elif entry.kind == "session" and entry.session is not None:
+                        if not entry.session.is_live(now):
+                            continue
+                        current = self._get_session(conn, entry.key, now)
+                        conn.execute(_PUT_SESSION, _session_row(entry.key, merge_sessions(current, entry.session, now)))
                     elif entry.kind == "session" and entry.expires_at is not None:
                         if entry.expires_at <= now:
                             continue

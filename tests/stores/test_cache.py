@@ -12,13 +12,14 @@ import asyncio
 import inspect
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from authx_epoch import MemoryStore
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
-from authx_epoch.records import CheckState, EpochRecord
+from authx_epoch.records import CheckState, EpochRecord, SnapshotEntry
 from authx_epoch.stores import AsyncStore, SyncStore, open_store
 from tests.helpers import bearer, build_app, client
 from tests.plugins.redis_servers import RedisServer, unique_prefix
@@ -262,6 +263,30 @@ def test_a_mint_after_a_lost_record_is_seen_at_once(cache: LocalCache, inner: Re
     user = cache.sync.fetch("carol", None, None, NOW).user
     assert user is not None
     assert user.epoch == stamps.user_epoch
+
+
+def test_an_import_of_session_records_is_seen_at_once(cache: LocalCache) -> None:
+    seed(cache)
+    live = cache.sync.fetch("alice", None, "s1", NOW).session
+    assert live is not None
+    assert cache.sync.fetch("alice", None, "s2", NOW).session is None
+    # Another store's view of s1 (rotated since) and of s2 (revoked there), moved by export/import.
+    ahead = replace(live, generation=live.generation + 5, previous=live.generation, rotated_at=NOW)
+    gone = replace(live, revoked=True)
+    entries = [
+        SnapshotEntry("session", sid, expires_at=r.expires_at, session=r) for sid, r in (("s1", ahead), ("s2", gone))
+    ]
+    # The clock is frozen: only the cache's own invalidation can make the import visible.
+    assert cache.sync.import_entries(entries, NOW) == 2
+    assert cache.sync.fetch("alice", None, "s1", NOW).session == ahead
+    assert cache.sync.fetch("alice", None, "s2", NOW).session_revoked
+
+    async def scenario() -> None:
+        assert (await cache.aio.fetch("alice", None, "s3", NOW)).session is None
+        assert await cache.aio.import_entries([replace(entries[1], key="s3")], NOW) == 1
+        assert (await cache.aio.fetch("alice", None, "s3", NOW)).session_revoked
+
+    asyncio.run(scenario())
 
 
 def test_async_side_shares_memory_and_sees_its_writes(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from authx_epoch import MemoryStore
-from authx_epoch.records import EpochRecord, SnapshotEntry, Stamps, clock_epoch
+from authx_epoch.records import EpochRecord, SessionRecord, SnapshotEntry, Stamps, clock_epoch
 from authx_epoch.stores import AsyncStore, Store, SyncStore
 
 T0 = 1_700_000_000.0
@@ -376,6 +376,10 @@ def populate(store: Store) -> None:
     store.sync.revoke_token("alice", "j1", T0 + 900, T0)
     store.sync.revoke_session("s1", T0 + 600, T0)
     store.sync.revoke_token("alice", "gone", T0 + 1, T0)
+    # A live session of alice that has rotated once: its generation, previous one and rotation time.
+    first = store.sync.issue("alice", T0, T0 + 900, "live").session_generation
+    assert first is not None
+    store.sync.rotate_session("live", first, T0 + 3, 5.0, T0 + 900)
 
 
 def snapshot(store: Store, now: float) -> dict[tuple[str, str], SnapshotEntry]:
@@ -385,35 +389,51 @@ def snapshot(store: Store, now: float) -> dict[tuple[str, str], SnapshotEntry]:
 def test_export_lists_every_live_entry(store: Store) -> None:
     populate(store)
     entries = snapshot(store, T0 + 10)
-    assert set(entries) == {("global", ""), ("user", "alice"), ("user", "bob"), ("token", "j1"), ("session", "s1")}
+    assert set(entries) == {
+        ("global", ""),
+        ("user", "alice"),
+        ("user", "bob"),
+        ("token", "j1"),
+        ("session", "s1"),
+        ("session", "live"),
+    }
     bob = entries[("user", "bob")].record
     assert bob is not None
     assert bob.reason == "password_change"
     assert entries[("token", "j1")].uid == "alice"
     assert entries[("token", "j1")].expires_at == T0 + 900
     assert entries[("session", "s1")].expires_at == T0 + 600
+    revoked, live = entries[("session", "s1")].session, entries[("session", "live")].session
+    assert revoked is not None
+    assert revoked.revoked
+    assert live == store.sync.get_session("live", T0 + 10)
+    assert live is not None
+    assert (live.uid, live.revoked, live.rotated_at) == ("alice", False, T0 + 3)
+    assert live.previous == live.first_generation < live.generation
 
 
 def test_export_import_round_trips_through_another_store(store: Store) -> None:
     populate(store)
     reference = MemoryStore()
     count = reference.sync.import_entries(store.sync.export_entries(T0 + 10), T0 + 10)
-    assert count == 5
+    assert count == 6
     assert snapshot(reference, T0 + 10) == snapshot(store, T0 + 10)
-    for uid, jti, sid in [("alice", "j1", "s1"), ("bob", "x", "y"), ("carol", None, None)]:
-        moved, original = reference.sync.fetch(uid, jti, sid, T0 + 10), store.sync.fetch(uid, jti, sid, T0 + 10)
-        # A snapshot carries a revoked session's id and expiry, not its generation: compare what decides.
-        assert replace(moved, session=None) == replace(original, session=None)
-        assert (moved.session is None) == (original.session is None)
+    for uid, jti, sid in [("alice", "j1", "s1"), ("alice", None, "live"), ("bob", "x", "y"), ("carol", None, None)]:
+        assert reference.sync.fetch(uid, jti, sid, T0 + 10) == store.sync.fetch(uid, jti, sid, T0 + 10)
+    # And back: the store itself takes its own export without a change.
+    assert store.sync.import_entries(reference.sync.export_entries(T0 + 10), T0 + 10) == 6
+    assert snapshot(store, T0 + 10) == snapshot(reference, T0 + 10)
 
 
 def test_import_into_an_empty_store_reproduces_the_state(store: Store) -> None:
     source = MemoryStore()
     populate(source)
-    assert store.sync.import_entries(source.sync.export_entries(T0 + 10), T0 + 10) == 5
+    # Asked first, so that a store with a local cache has cached the absence the import must end.
+    assert store.sync.fetch("alice", None, "live", T0 + 10).session is None
+    assert store.sync.import_entries(source.sync.export_entries(T0 + 10), T0 + 10) == 6
     assert snapshot(store, T0 + 10) == snapshot(source, T0 + 10)
-    moved, original = store.sync.fetch("alice", "j1", "s1", T0 + 10), source.sync.fetch("alice", "j1", "s1", T0 + 10)
-    assert replace(moved, session=None) == replace(original, session=None)
+    for sid in ("s1", "live"):
+        assert store.sync.fetch("alice", "j1", sid, T0 + 10) == source.sync.fetch("alice", "j1", sid, T0 + 10)
 
 
 def test_import_never_moves_an_epoch_backwards(store: Store) -> None:
@@ -451,6 +471,80 @@ def test_import_never_shortens_a_revocation(store: Store) -> None:
     state = store.sync.fetch("alice", "j", "s", T0 + 800)
     assert state.jti_revoked
     assert state.session_revoked
+
+
+def session_entry(sid: str, record: SessionRecord) -> SnapshotEntry:
+    return SnapshotEntry("session", sid, expires_at=record.expires_at, session=record)
+
+
+def test_import_never_moves_a_session_back_nor_un_revokes_it(store: Store) -> None:
+    g0 = store.sync.issue("alice", T0, T0 + 900, "s").session_generation
+    assert g0 is not None
+    stale = store.sync.get_session("s", T0)
+    assert stale is not None
+    g1 = store.sync.rotate_session("s", g0, T0 + 10, 5.0, T0 + 900).session
+    assert g1 is not None
+    store.sync.revoke_session("dead", T0 + 900, T0)
+    dead = store.sync.get_session("dead", T0)
+    assert dead is not None
+    assert store.sync.fetch("alice", None, "dead", T0 + 20).session_revoked
+    # An old backup: "s" before its rotation, "dead" before its revocation, both expiring sooner.
+    before_revocation = replace(dead, revoked=False, expires_at=T0 + 100)
+    count = store.sync.import_entries(
+        [session_entry("s", replace(stale, expires_at=T0 + 100)), session_entry("dead", before_revocation)], T0 + 20
+    )
+    assert count == 2
+    assert store.sync.get_session("s", T0 + 20) == g1
+    assert store.sync.get_session("dead", T0 + 20) == dead
+    state = store.sync.fetch("alice", None, "dead", T0 + 20)
+    assert state.session_revoked
+    assert state.session == dead
+
+
+def test_import_moves_a_session_forward_and_keeps_it_revoked(store: Store) -> None:
+    g0 = store.sync.issue("alice", T0, T0 + 900, "s").session_generation
+    assert g0 is not None
+    store.sync.revoke_session("s", T0 + 600, T0 + 1)
+    here = store.sync.get_session("s", T0 + 1)
+    assert here is not None
+    # The other store saw two more rotations and keeps the session longer, and does not know of the revocation.
+    ahead = SessionRecord(
+        generation=g0 + 2_000_000,
+        first_generation=g0,
+        created_at=T0,
+        expires_at=T0 + 2 * HOUR,
+        uid="alice",
+        rotated_at=T0 + 2,
+        previous=g0 + 1_000_000,
+    )
+    assert store.sync.fetch("alice", None, "s", T0 + 3).session_revoked
+    assert store.sync.import_entries([session_entry("s", ahead)], T0 + 3) == 1
+    merged = store.sync.get_session("s", T0 + 3)
+    assert merged == replace(ahead, revoked=True)
+    assert store.sync.fetch("alice", None, "s", T0 + HOUR).session_revoked
+    # The generation only moves forward: the same import again, or an older one, changes nothing.
+    store.sync.import_entries([session_entry("s", ahead), session_entry("s", here)], T0 + 3)
+    assert store.sync.get_session("s", T0 + 3) == merged
+
+
+def test_import_of_a_session_the_store_lost_brings_it_back(store: Store) -> None:
+    g0 = store.sync.issue("alice", T0, T0 + 900, "s").session_generation
+    assert g0 is not None
+    exported = [entry for entry in store.sync.export_entries(T0 + 1) if entry.kind == "session"]
+    original = store.sync.get_session("s", T0 + 1)
+    store.sync.wipe()
+    assert store.sync.fetch("alice", None, "s", T0 + 1).session is None
+    assert store.sync.import_entries(exported, T0 + 1) == 1
+    assert store.sync.fetch("alice", None, "s", T0 + 1).session == original
+    # A mint for the session after the import keeps its generation (no fresh record, no lost state).
+    assert store.sync.issue("alice", T0 + 2, T0 + 900, "s").session_generation == g0
+
+
+def test_import_skips_expired_session_records(store: Store) -> None:
+    expired = SessionRecord(generation=5, first_generation=5, created_at=T0, expires_at=T0 + 1, uid="alice")
+    assert store.sync.import_entries([session_entry("old", expired)], T0 + 2) == 0
+    assert store.sync.get_session("old", T0 + 2) is None
+    assert store.sync.stats(T0 + 2).sessions in (0, None)
 
 
 def test_import_skips_entries_without_their_payload(store: Store) -> None:

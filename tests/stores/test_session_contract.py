@@ -197,19 +197,22 @@ def test_a_wipe_loses_session_records(store: Store) -> None:
     assert store.sync.get_session("s2", T0 + 1) is None
 
 
-def test_revoked_sessions_survive_export_and_import(store: Store) -> None:
+def test_live_and_revoked_sessions_survive_export_and_import(store: Store) -> None:
     store.sync.setup(T0)
     store.sync.issue("alice", T0, T0 + 900, "live")
     store.sync.issue("alice", T0, T0 + 900, "dead")
     store.sync.revoke_session("dead", T0 + 600, T0)
     entries = list(store.sync.export_entries(T0 + 1))
     sessions = {entry.key: entry for entry in entries if entry.kind == "session"}
-    assert set(sessions) == {"dead"}
+    assert set(sessions) == {"live", "dead"}
     assert sessions["dead"].expires_at is not None
     assert sessions["dead"].expires_at >= T0 + 600
+    before = {sid: store.sync.get_session(sid, T0 + 2) for sid in sessions}
     store.sync.wipe()
     store.sync.import_entries(entries, T0 + 1)
     assert store.sync.fetch("alice", None, "dead", T0 + 2).session_revoked
+    assert not store.sync.fetch("alice", None, "live", T0 + 2).session_revoked
+    assert {sid: store.sync.get_session(sid, T0 + 2) for sid in sessions} == before
 
 
 def test_concurrent_rotations_of_one_generation_rotate_exactly_once(store: Store) -> None:
