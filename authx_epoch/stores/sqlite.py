@@ -429,8 +429,15 @@ class SqliteStore:
 
     def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
         """See ``SyncStore.get_session``."""
-        with self._errors():
+        try:
             return self._get_session(self._reader(), session_id, now)
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
+            # The file was replaced by an empty one (as in fetch): the record is lost, not unreachable.
+            return None
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
 
     def _bump(self, scope: str, now: float, reason: Optional[str], expires_at: Optional[float]) -> EpochRecord:
         params = {"scope": scope, "clock": clock_epoch(now), "now": now, "reason": reason, "expires_at": expires_at}

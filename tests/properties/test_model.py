@@ -1,10 +1,17 @@
-"""Model-based test: random histories of issue, check, revoke, bump, time and loss, against a plain model.
+"""Model-based test: random histories of issue, check, revoke, bump, rotation, time and loss, against a plain model.
 
 A Hypothesis state machine drives a real AuthX (in a real FastAPI app, through httpx's ASGI
 transport) with authx-epoch installed over each store, and keeps beside it a reference model: a
 few dictionaries saying which token must be accepted. Every check must agree with the model,
 with one allowed difference: a token minted before a loss of state (a wipe) may be rejected
 where the model accepts it, never accepted where the model rejects it.
+
+Sessions are modelled with their rotation: ``create_token_pair`` opens one, ``rotate_refresh_token``
+(async, sync, or through HTTP) must answer exactly what the model's session record says (a new
+pair, the grace pair, ``RefreshTokenReusedError`` with the whole session revoked, or a refusal),
+and after a loss of state a rotation is refused, never answered with a new pair. Each model
+generation is tied to the one number the store handed out for it, so a generation handed out
+twice, or a pair stamped with a stale one, fails the test.
 
 Only the revocation decision is modelled: AuthX rejects expired tokens on its own, so a token is
 not judged within ``MARGIN`` seconds of its expiry (AuthX verifies ``exp`` with the real clock).
@@ -18,12 +25,15 @@ import datetime as dt
 import itertools
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Optional
 
 import httpx
 import jwt
+import pytest
 from authx import AuthX, AuthXConfig, TokenPayload
-from fastapi import Depends, FastAPI
+from authx.exceptions import RevokedTokenError
+from fastapi import Depends, FastAPI, Request
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -36,8 +46,8 @@ from hypothesis.stateful import (
 )
 
 import authx_epoch
-from authx_epoch import EpochRevocation
-from authx_epoch.records import RECORD_SLACK
+from authx_epoch import EpochRevocation, RefreshTokenReusedError, SessionTokens
+from authx_epoch.records import RECORD_SLACK, RotationStatus
 from authx_epoch.stores import Store
 from tests.conftest import FakeClock
 from tests.properties import evidence
@@ -49,13 +59,20 @@ LIFETIMES = (60.0, 900.0, 3600.0, 3 * 3600.0, 6 * 3600.0)
 MAX_TOKEN_LIFETIME = 4 * 3600.0
 SESSION_LIFETIME = 2 * 3600.0
 LEEWAY = 60.0
+#: A rotation mints with AuthX's configured lifetimes, counted from the real time: long enough
+#: that the fake clock, which runs ahead of the real one, does not leave them expired at once.
+ROTATED_ACCESS_LIFETIME = dt.timedelta(days=1)
+ROTATED_REFRESH_LIFETIME = dt.timedelta(days=2)
+#: The grace interval of refresh-token rotation (seconds); ADVANCES has steps on both sides of it.
+GRACE = 5.0
 #: A token is not judged this close to its expiry: AuthX checks exp against the real clock.
 MARGIN = 30.0
 #: Entries whose expiry is this close to "now" are not judged (float sums of clock steps).
 BOUNDARY = 1e-3
 #: What AuthX answers (401) for a token the callback calls revoked.
 REVOKED_BODY = {"message": "Invalid token", "error_type": "RevokedTokenError"}
-ADVANCES = (0.5, 7.0, 59.0, 600.0, 3599.0, 7261.0)
+REUSED_BODY = {"message": "Invalid token", "error_type": "RefreshTokenReusedError"}
+ADVANCES = (0.5, 3.0, 7.0, 59.0, 600.0, 3599.0, 7261.0)
 
 EXAMPLES = int(os.environ.get("AUTHX_EPOCH_MODEL_EXAMPLES", "60"))
 MODEL_SETTINGS = settings(
@@ -69,7 +86,10 @@ MODEL_SETTINGS = settings(
 
 @dataclass
 class Minted:
-    """A token the machine minted, with what the model knew when it was minted."""
+    """A token the machine minted, with what the model knew when it was minted.
+
+    ``gen`` is the model's generation of the token's session (``None`` without a session).
+    """
 
     token: str
     uid: str
@@ -80,15 +100,38 @@ class Minted:
     global_version: int
     user_version: int
     era: int
+    gen: Optional[int] = None
 
 
 @dataclass
 class SessionModel:
-    """A session's record as the store keeps it: until when, whether revoked, in which era."""
+    """A session's record as the store keeps it: until when, whether revoked, in which era, and its rotation.
+
+    Generations are the model's own numbers (0, 1, 2, ... over the whole run); the machine ties
+    each to the number the store handed out for it.
+    """
 
     until: float
     revoked: bool
     era: int
+    generation: int = 0
+    previous: Optional[int] = None
+    rotated_at: Optional[float] = None
+
+
+class Rotation(str, Enum):
+    """What ``rotate_refresh_token`` must do with a presented refresh token."""
+
+    #: The token's generation is the current one: a new pair, one generation further.
+    ROTATED = "rotated"
+    #: The generation just replaced, within the grace: the session's current pair, nothing moves.
+    GRACE = "grace"
+    #: Anything older, or the replaced one after the grace: RefreshTokenReusedError, session revoked.
+    REUSED = "reused"
+    #: The check rejects the token (revoked, bumped, no session, lost state): RevokedTokenError.
+    REFUSED = "refused"
+    #: At the grace boundary (float sums of clock steps): GRACE or REUSED, whichever the store says.
+    GRACE_OR_REUSED = "grace_or_reused"
 
 
 @dataclass
@@ -100,30 +143,36 @@ class Model:
     revoked_jtis: dict[str, float] = field(default_factory=dict)
     sessions: dict[str, SessionModel] = field(default_factory=dict)
     era: int = 0
+    generations: itertools.count[int] = field(default_factory=itertools.count)
 
     def stamp(self, uid: str) -> tuple[int, int]:
         return self.global_version, self.user_versions.get(uid, 0)
 
-    def _live_session(self, sid: str, now: float) -> Optional[SessionModel]:
-        record = self.sessions.get(sid)
+    def live_session(self, sid: Optional[str], now: float) -> Optional[SessionModel]:
+        record = self.sessions.get(sid or "")
         return record if record is not None and record.era == self.era and record.until > now else None
 
-    def mint_in_session(self, sid: str, exp: float, now: float) -> None:
-        """A token of ``sid`` lives until ``exp``: its record lives at least until then (plus slack, when extended)."""
+    def mint_in_session(self, sid: str, exp: float, now: float) -> int:
+        """A token of ``sid`` lives until ``exp``: its record lives at least until then (plus slack, when extended).
+
+        Returns the generation the token is stamped with: the record's current one.
+        """
         keep = exp + LEEWAY
-        record = self._live_session(sid, now)
+        record = self.live_session(sid, now)
         if record is None:
-            self.sessions[sid] = SessionModel(keep + RECORD_SLACK, False, self.era)
+            record = SessionModel(keep + RECORD_SLACK, False, self.era, next(self.generations))
+            self.sessions[sid] = record
         elif record.until < keep:
             record.until = keep + RECORD_SLACK
+        return record.generation
 
     def revoke_session(self, sid: str, until: float, now: float) -> None:
         """The record is marked revoked and kept at least until ``until`` (and as long as it already lived)."""
-        record = self._live_session(sid, now)
+        record = self.live_session(sid, now)
         if record is not None:
             record.until, record.revoked = max(record.until, until), True
         elif until > now:
-            self.sessions[sid] = SessionModel(until, True, self.era)
+            self.sessions[sid] = SessionModel(until, True, self.era, next(self.generations))
 
     def session_revoked_until(self, sid: Optional[str]) -> Optional[float]:
         record = self.sessions.get(sid or "")
@@ -144,15 +193,48 @@ class Model:
             return None
         return True
 
+    def rotation(self, minted: Minted, now: float) -> Rotation:
+        """What rotating ``minted`` (a judged refresh token of this era) must do; changes nothing."""
+        if not self.expect(minted, now) or minted.sid is None or minted.gen is None:
+            return Rotation.REFUSED
+        record = self.live_session(minted.sid, now)
+        assert record is not None, "an accepted session token outlived its record in the model"
+        if minted.gen == record.generation:
+            return Rotation.ROTATED
+        if minted.gen == record.previous and record.rotated_at is not None:
+            late = now - record.rotated_at - GRACE
+            if abs(late) < BOUNDARY:
+                return Rotation.GRACE_OR_REUSED
+            return Rotation.GRACE if late < 0 else Rotation.REUSED
+        return Rotation.REUSED
+
+    def rotate(self, sid: str, now: float) -> int:
+        """The session's generation moves forward; returns the new one."""
+        record = self.sessions[sid]
+        record.previous, record.generation, record.rotated_at = record.generation, next(self.generations), now
+        return record.generation
+
+    def keep_session(self, sid: str, exp: float) -> None:
+        """A rotation minted a token of ``sid`` living until ``exp``: the record lives at least until then."""
+        record = self.sessions[sid]
+        record.until = max(record.until, exp + LEEWAY)
+
 
 def _revoked(until: Optional[float], now: float) -> bool:
     return until is not None and until > now + BOUNDARY
 
 
 def build_app(store: Store, clock: FakeClock) -> tuple[FastAPI, AuthX[Any], EpochRevocation]:
-    """The application under test: AuthX's error handlers, authx-epoch, and three routes."""
+    """The application under test: AuthX's error handlers, authx-epoch, and four routes."""
     app = FastAPI()
-    auth: AuthX[Any] = AuthX(config=AuthXConfig(JWT_SECRET_KEY=SECRET, JWT_TOKEN_LOCATION=["headers"]))
+    auth: AuthX[Any] = AuthX(
+        config=AuthXConfig(
+            JWT_SECRET_KEY=SECRET,
+            JWT_TOKEN_LOCATION=["headers"],
+            JWT_ACCESS_TOKEN_EXPIRES=ROTATED_ACCESS_LIFETIME,
+            JWT_REFRESH_TOKEN_EXPIRES=ROTATED_REFRESH_LIFETIME,
+        )
+    )
     auth.handle_errors(app)
     revocation = authx_epoch.install(
         auth,
@@ -162,6 +244,7 @@ def build_app(store: Store, clock: FakeClock) -> tuple[FastAPI, AuthX[Any], Epoc
         revocation_leeway=dt.timedelta(seconds=LEEWAY),
         max_token_lifetime=dt.timedelta(seconds=MAX_TOKEN_LIFETIME),
         session_lifetime=dt.timedelta(seconds=SESSION_LIFETIME),
+        refresh_reuse_grace=dt.timedelta(seconds=GRACE),
     )
 
     @app.get("/protected")
@@ -177,6 +260,12 @@ def build_app(store: Store, clock: FakeClock) -> tuple[FastAPI, AuthX[Any], Epoc
         # The pattern the docs show: revoke the verified payload the dependency handed over.
         await revocation.revoke_token(payload)
         return {"revoked": payload.jti}
+
+    @app.post("/rotate")
+    async def rotate(request: Request) -> SessionTokens:
+        # The refresh endpoint the sessions page shows: the raw refresh token, rotated.
+        token = (request.headers.get("authorization") or "").removeprefix("Bearer ")
+        return await revocation.rotate_refresh_token(token)
 
     return app, auth, revocation
 
@@ -203,6 +292,8 @@ class EpochMachine(RuleBasedStateMachine):
         self.tokens: list[Minted] = []
         self.sessions: list[str] = []
         self.serial = itertools.count()
+        #: The generation number the store handed out for each model generation, per session.
+        self.handed_out: dict[tuple[str, int], int] = {}
 
     def teardown(self) -> None:
         # A last look at every token: the final state must agree with the model too.
@@ -230,6 +321,12 @@ class EpochMachine(RuleBasedStateMachine):
             f"{channel}: {minted.kind} token of {minted.uid} (session {minted.sid}) "
             f"accepted={accepted}, model says {expected}"
         )
+        record = self.model.sessions.get(minted.sid or "")
+        if record is not None and minted.gen is not None and record.era == minted.era:
+            if accepted and minted.gen != record.generation:
+                evidence.add(f"model.older_generation_accepted.{self.label}")
+            elif not accepted and record.revoked:
+                evidence.add(f"model.revoked_session_rejected.{self.label}")
 
     def _mint(self, uid: str, kind: str, lifetime: float, sid: Optional[str]) -> None:
         data = {"session_id": sid} if sid is not None else None
@@ -242,25 +339,96 @@ class EpochMachine(RuleBasedStateMachine):
             made = [("access", self.auth.create_access_token(uid, data=data, expiry=expiry))]
         else:
             made = [("refresh", self.auth.create_refresh_token(uid, data=data, expiry=expiry))]
+        gen = self.model.mint_in_session(sid, exp, self.clock()) if sid is not None else None
+        self._record(uid, sid, gen, made)
+
+    def _record(self, uid: str, sid: Optional[str], gen: Optional[int], made: list[tuple[str, str]]) -> list[Minted]:
+        """Keep minted tokens with what the model says about them; each must carry its session's generation."""
         global_version, user_version = self.model.stamp(uid)
-        if sid is not None:
-            self.model.mint_in_session(sid, exp, self.clock())
+        kept = []
         for token_kind, token in made:
-            jti = jwt.decode(token, options={"verify_signature": False})["jti"]
-            self.tokens.append(
-                Minted(token, uid, token_kind, jti, sid, exp, global_version, user_version, self.model.era)
+            claims = jwt.decode(token, options={"verify_signature": False})
+            assert (claims["sub"], claims.get("session_id"), claims["type"]) == (uid, sid, token_kind)
+            if sid is not None and gen is not None:
+                # One store number per model generation: a generation handed out twice, or a
+                # token stamped with a stale one, shows up here.
+                handed = self.handed_out.setdefault((sid, gen), claims["sgen"])
+                assert claims["sgen"] == handed, (
+                    f"session {sid}: generation {gen} stamped {claims['sgen']}, was {handed}"
+                )
+            minted = Minted(
+                token,
+                uid,
+                token_kind,
+                claims["jti"],
+                sid,
+                float(claims["exp"]),
+                global_version,
+                user_version,
+                self.model.era,
+                gen,
             )
+            self.tokens.append(minted)
+            kept.append(minted)
         evidence.add(f"model.tokens.{self.label}", len(made))
+        return kept
 
     def _pick(self, index: int, kind: Optional[str] = None) -> Optional[Minted]:
         pool = [minted for minted in self.tokens if kind is None or minted.kind == kind]
         return pool[index % len(pool)] if pool else None
+
+    def _pick_refresh(self, index: int, prefer: str) -> Optional[Minted]:
+        """A refresh token of a live session of this era, of its current, previous or an older generation.
+
+        ``any`` picks among every refresh token (sessionless ones and those of lost sessions too).
+        Returns ``None`` when no token fits.
+        """
+        pool = [minted for minted in self.tokens if minted.kind == "refresh"]
+        if prefer != "any":
+            now, wanted = self.clock(), []
+            for minted in pool:
+                record = self.model.live_session(minted.sid, now)
+                if record is None or minted.gen is None or minted.era != self.model.era:
+                    continue
+                if prefer == "current":
+                    fits = minted.gen == record.generation
+                elif prefer == "previous":
+                    fits = minted.gen == record.previous
+                else:
+                    fits = minted.gen < (record.previous if record.previous is not None else record.generation)
+                if fits:
+                    wanted.append(minted)
+            # A client refreshes with what it holds; most of what it holds is still accepted.
+            pool = [minted for minted in wanted if self.model.expect(minted, now)] or wanted
+        return pool[index % len(pool)] if pool else None
+
+    def _rotate_via(self, token: str, via: str) -> tuple[Optional[SessionTokens], Optional[type[Exception]]]:
+        """Rotate through one channel; return the pair, or the class of the error it was refused with."""
+        if via == "http":
+            response = self._run(self.http.post("/rotate", headers={"Authorization": f"Bearer {token}"}))
+            if response.status_code == 200:
+                return SessionTokens.model_validate(response.json()), None
+            assert response.status_code == 401, response.text
+            body = response.json()
+            assert body in (REVOKED_BODY, REUSED_BODY), body
+            return None, RefreshTokenReusedError if body == REUSED_BODY else RevokedTokenError
+        try:
+            if via == "sync":
+                return self.rev.sync.rotate_refresh_token(token), None
+            return self._run(self.rev.rotate_refresh_token(token)), None
+        except RevokedTokenError as exc:  # RefreshTokenReusedError included
+            return None, type(exc)
 
     # -- issue -------------------------------------------------------------------------------
 
     @initialize(uid=st.sampled_from(UIDS))
     def first_login(self, uid: str) -> None:
         self._mint(uid, "pair", 900.0, None)
+
+    @initialize(uid=st.sampled_from(UIDS))
+    def first_session(self, uid: str) -> None:
+        # Every history has a rotating session from the start, so rotations are not left to chance.
+        self.create_pair(uid, 900.0, 3 * 3600.0, "async")
 
     @rule(
         uid=st.sampled_from(UIDS),
@@ -285,6 +453,137 @@ class EpochMachine(RuleBasedStateMachine):
         self._judge(minted, accepted, "refresh")
         if accepted and self.model.expect(minted, self.clock()) is not None:
             self._mint(minted.uid, "pair" if rotate else "access", lifetime, minted.sid)
+
+    @rule(
+        uid=st.sampled_from(UIDS),
+        access=st.sampled_from(LIFETIMES),
+        refresh=st.sampled_from(LIFETIMES),
+        via=st.sampled_from(("async", "sync")),
+    )
+    def create_pair(self, uid: str, access: float, refresh: float, via: str) -> None:
+        """A login through ``create_token_pair``: a new session, both tokens at its first generation."""
+        now = self.clock()
+        expiries = {"access_expiry": _aware(now + access), "refresh_expiry": _aware(now + refresh)}
+        if via == "sync":
+            pair = self.rev.sync.create_token_pair(uid, **expiries)
+        else:
+            pair = self._run(self.rev.create_token_pair(uid, **expiries))
+        sid = pair.session_id
+        assert sid not in self.model.sessions, "create_token_pair reused a session id"
+        self.sessions.append(sid)
+        gen = self.model.mint_in_session(sid, now + max(access, refresh), now)
+        self._record(uid, sid, gen, [("access", pair.access_token), ("refresh", pair.refresh_token)])
+        evidence.add(f"model.pairs.{self.label}")
+
+    # -- rotate ------------------------------------------------------------------------------
+
+    @rule(
+        index=st.integers(min_value=0, max_value=10_000),
+        via=st.sampled_from(("async", "sync", "http")),
+        again_after=st.sampled_from((None, None, 0.0, 3.0, GRACE, 7.0, 3600.0)),
+    )
+    def rotate(self, index: int, via: str, again_after: Optional[float]) -> None:
+        """The client's refresh: a refresh token of its session's current generation (a new session if none).
+
+        With ``again_after``, the same token comes back that many seconds later: a lost response
+        retried, a second tab, or a thief who copied it.
+        """
+        minted = self._pick_refresh(index, "current")
+        if minted is None:
+            self.create_pair(UIDS[index % len(UIDS)], 900.0, 3 * 3600.0, "async")
+            minted = self._pick_refresh(index, "current")
+        assert minted is not None
+        self._rotate(minted, via)
+        if again_after is not None:
+            self.clock.advance(again_after)
+            self._rotate(minted, "http" if via != "http" else "async")
+
+    @precondition(lambda self: any(minted.kind == "refresh" for minted in self.tokens))
+    @rule(
+        index=st.integers(min_value=0, max_value=10_000),
+        prefer=st.sampled_from(("previous", "older", "any")),
+        via=st.sampled_from(("async", "sync", "http")),
+    )
+    def replay(self, index: int, prefer: str, via: str) -> None:
+        """A second tab, a retry, or a thief: a refresh token that has already been rotated (or any other)."""
+        minted = self._pick_refresh(index, prefer) or self._pick_refresh(index, "any")
+        assert minted is not None
+        self._rotate(minted, via)
+
+    def _rotate(self, minted: Minted, via: str) -> None:
+        """``rotate_refresh_token`` answers what the model's session record says, and nothing else."""
+        now = self.clock()
+        if self.model.expect(minted, now) is None:
+            return  # expiring (AuthX may refuse it on its own) or at a boundary: nothing to compare
+        lost = minted.era < self.model.era
+        expected = Rotation.REFUSED if lost else self.model.rotation(minted, now)
+        pair, error = self._rotate_via(minted.token, via)
+        label = self.label
+        evidence.add(f"model.rotation_attempts.{label}")
+        if lost:
+            # Its state was lost: refused like any revoked token, never a new pair, never a "reuse".
+            assert pair is None, f"rotation after a loss minted a pair for session {minted.sid}"
+            assert error is RevokedTokenError, f"rotation after a loss: {error}"
+            self._store_refuses_lost_session(minted)
+            evidence.add(f"model.rotations_refused_after_loss.{label}")
+            return
+        if expected is Rotation.GRACE_OR_REUSED:
+            expected = Rotation.GRACE if pair is not None else Rotation.REUSED
+        if expected is Rotation.REFUSED:
+            assert pair is None, f"{minted.sid}: refusal expected, got a pair"
+            assert error is RevokedTokenError, f"{minted.sid}: refusal expected, got {error}"
+            evidence.add(f"model.rotations_refused.{label}")
+            return
+        assert minted.sid is not None
+        assert minted.gen is not None
+        if expected is Rotation.REUSED:
+            assert pair is None, f"{minted.sid}: reuse expected, got a pair"
+            assert error is RefreshTokenReusedError, f"{minted.sid}: reuse expected, got {error}"
+            self.model.sessions[minted.sid].revoked = True
+            evidence.add(f"model.reuses_caught.{label}")
+        else:
+            assert error is None, f"{minted.sid}: {expected.value} expected, got {error}"
+            assert pair is not None
+            assert pair.session_id == minted.sid
+            if expected is Rotation.ROTATED:
+                gen = self.model.rotate(minted.sid, now)
+                evidence.add(f"model.rotations.{label}")
+            else:
+                gen = self.model.sessions[minted.sid].generation
+                evidence.add(f"model.graces.{label}")
+            made = self._record(
+                minted.uid, minted.sid, gen, [("access", pair.access_token), ("refresh", pair.refresh_token)]
+            )
+            for fresh in made:
+                self.model.keep_session(minted.sid, fresh.exp)
+            if expected is Rotation.ROTATED:
+                older = self.handed_out[(minted.sid, minted.gen)]
+                assert self.handed_out[(minted.sid, gen)] > older, "a rotation did not move the generation forward"
+            for fresh in made:
+                self._judge(fresh, self.rev.sync.check(fresh.token).accepted, "rotated")
+        self._agrees_with_store(minted.sid)
+
+    def _agrees_with_store(self, sid: str) -> None:
+        """The store's record of a session is the model's: the same generation, previous and revoked flag."""
+        record = self.rev.sync.get_session_record(sid)
+        model = self.model.sessions[sid]
+        assert record is not None
+        assert record.revoked == model.revoked
+        assert record.generation == self.handed_out[(sid, model.generation)]
+        if model.previous is not None:
+            assert record.previous == self.handed_out[(sid, model.previous)]
+
+    def _store_refuses_lost_session(self, minted: Minted) -> None:
+        """Asked directly, the store rotates nothing for a session it lost (or revoked since)."""
+        if minted.sid is None or minted.gen is None:
+            return
+        now = self.clock()
+        generation = self.handed_out[(minted.sid, minted.gen)]
+        before = self.rev.sync.get_session_record(minted.sid)
+        outcome = self.store.sync.rotate_session(minted.sid, generation, now, GRACE, now + 60.0)
+        current = self.model.live_session(minted.sid, now)
+        assert outcome.status is (RotationStatus.MISSING if current is None else RotationStatus.REVOKED), outcome
+        assert self.rev.sync.get_session_record(minted.sid) == before
 
     # -- check -------------------------------------------------------------------------------
 
@@ -410,17 +709,19 @@ class EpochMachine(RuleBasedStateMachine):
             self._last_global = record.epoch
 
 
-def test_model(store: Store) -> None:
-    """Every check agrees with the reference model, on every store."""
+def test_model(store: Store, request: pytest.FixtureRequest) -> None:
+    """Every check and every rotation agrees with the reference model, on every store."""
+    # The fixture's name, so Redis with and without the local cache are counted apart.
+    label = request.node.callspec.params["store"].removesuffix("_store")
     loop = asyncio.new_event_loop()
     machine = type(
-        "EpochMachineFor" + store.sync.kind.replace("+", "_").title(),
+        "EpochMachineFor" + label.title().replace("_", ""),
         (EpochMachine,),
-        {"store": store, "loop": loop, "label": store.sync.kind},
+        {"store": store, "loop": loop, "label": label},
     )
     try:
         run_state_machine_as_test(machine, settings=MODEL_SETTINGS)
     finally:
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
-    assert evidence.COUNTS[f"model.examples.{store.sync.kind}"] >= 1
+    assert evidence.COUNTS[f"model.examples.{label}"] >= 1

@@ -14,6 +14,12 @@ during it (503 for every stamped token), and after it (the same as before when t
 survived; 401 for every old token when it was lost, and new logins work), all without
 restarting the app.
 
+Sessions ride along: a live session (``create_token_pair``) and one revoked because its rotated
+refresh token was replayed. A rotation during the fault is refused with the 503 (or
+``StoreUnavailableError``) and mints nothing: once the store is back, the session is at the
+generation it had and its refresh token rotates as the current one. After a loss, a rotation is
+refused like any revoked token (401, never a new pair, never taken for a replay).
+
 Why not ``chmod 000``: CI runs as root, which reads the file anyway. The file is instead
 replaced by a directory, or by bytes that are not a database, which stops root too.
 """
@@ -35,12 +41,14 @@ from typing import Any, Optional
 import httpx
 import pytest
 from authx import AuthX, AuthXConfig, TokenPayload
-from fastapi import Depends, FastAPI
+from authx.exceptions import RevokedTokenError
+from fastapi import Depends, FastAPI, Request
 
 import authx_epoch
-from authx_epoch import EpochRevocation, SqliteStore
+from authx_epoch import EpochRevocation, RefreshTokenReusedError, SessionTokens, SqliteStore
 from authx_epoch.integrations.authx import STORE_UNAVAILABLE_MESSAGE
 from authx_epoch.stores import Store
+from tests.conftest import FakeClock
 from tests.plugins.redis_servers import RedisServer, unique_prefix
 from tests.properties import evidence
 
@@ -49,6 +57,8 @@ UNAVAILABLE_BODY = {"message": STORE_UNAVAILABLE_MESSAGE, "error_type": "StoreUn
 REVOKED_BODY = {"message": "Invalid token", "error_type": "RevokedTokenError"}
 #: Responses the background traffic must see after each step, so the fault really is mid-traffic.
 TRAFFIC_PER_STEP = 12
+#: The grace interval of refresh-token rotation; the scenario's clock steps past it to catch a replay.
+GRACE = dt.timedelta(seconds=5)
 
 
 @dataclass
@@ -58,22 +68,33 @@ class Harness:
     app: FastAPI
     auth: AuthX[Any]
     rev: EpochRevocation
+    clock: FakeClock
     valid: dict[str, str] = field(default_factory=dict)
     revoked: dict[str, str] = field(default_factory=dict)
     answers: int = 0
     revoked_accepted: list[str] = field(default_factory=list)
     seen: set[int] = field(default_factory=set)
+    #: A live session whose refresh token the probes rotate, and the session's generation.
+    session: Optional[SessionTokens] = None
+    #: The refresh tokens of a session revoked because one of them was replayed.
+    reused_refresh: tuple[str, ...] = ()
 
     def login(self, uid: str, session: Optional[str] = None) -> str:
         data = {"session_id": session} if session else None
         return self.auth.create_access_token(uid, data=data, expiry=dt.timedelta(minutes=30))
+
+    @property
+    def sid(self) -> str:
+        assert self.session is not None
+        return self.session.session_id
 
 
 def build(store: Store) -> Harness:
     app = FastAPI()
     auth: AuthX[Any] = AuthX(config=AuthXConfig(JWT_SECRET_KEY=SECRET, JWT_TOKEN_LOCATION=["headers"]))
     auth.handle_errors(app)
-    rev = authx_epoch.install(auth, store=store, app=app)
+    clock = FakeClock()
+    rev = authx_epoch.install(auth, store=store, app=app, clock=clock, refresh_reuse_grace=GRACE)
 
     @app.get("/protected")
     async def protected(payload: TokenPayload = Depends(auth.access_token_required)) -> dict[str, Any]:  # noqa: B008
@@ -83,7 +104,12 @@ def build(store: Store) -> Harness:
     async def bump(uid: str) -> dict[str, Any]:
         return {"epoch": (await rev.bump_user_epoch(uid, reason="admin")).epoch}
 
-    return Harness(app, auth, rev)
+    @app.post("/rotate")
+    async def rotate(request: Request) -> SessionTokens:
+        token = (request.headers.get("authorization") or "").removeprefix("Bearer ")
+        return await rev.rotate_refresh_token(token)
+
+    return Harness(app, auth, rev, clock)
 
 
 def mint_scenario(harness: Harness, before_bump: Callable[[], None] = lambda: None) -> None:
@@ -98,6 +124,16 @@ def mint_scenario(harness: Harness, before_bump: Callable[[], None] = lambda: No
     before_bump()
     rev.sync.bump_user_epoch("dave", reason="password_change")
     harness.revoked.update({"jti": by_jti, "session": by_session, "bump": by_bump})
+    # Sessions: one live, one revoked because its replaced refresh token came back after the grace.
+    harness.session = rev.sync.create_token_pair("gina")
+    harness.valid["pair"] = harness.session.access_token
+    stolen = rev.sync.create_token_pair("hank")
+    rotated = rev.sync.rotate_refresh_token(stolen.refresh_token)
+    harness.clock.advance(GRACE.total_seconds() + 1.0)
+    with pytest.raises(RefreshTokenReusedError):
+        rev.sync.rotate_refresh_token(stolen.refresh_token)
+    harness.revoked["reused"] = rotated.access_token
+    harness.reused_refresh = (stolen.refresh_token, rotated.refresh_token)
 
 
 async def ask(http: httpx.AsyncClient, harness: Harness, name: str, token: str) -> int:
@@ -179,6 +215,59 @@ class Serving:
     def post(self, path: str) -> httpx.Response:
         return self.run(self.http.post(path))
 
+    def rotate(self, refresh_token: str) -> httpx.Response:
+        return self.run(self.http.post("/rotate", headers={"Authorization": f"Bearer {refresh_token}"}))
+
+    def generation(self) -> int:
+        """The live session's generation, read while the store is healthy."""
+        record = self.harness.rev.sync.get_session_record(self.harness.sid)
+        assert record is not None
+        assert not record.revoked
+        return record.generation
+
+    def rotation_refused_while_down(self) -> None:
+        """A rotation during the fault: the documented 503 (or the error), and nothing minted."""
+        session = self.harness.session
+        assert session is not None
+        response = self.rotate(session.refresh_token)
+        assert response.status_code == 503, response.text
+        assert response.json() == UNAVAILABLE_BODY
+        with pytest.raises(authx_epoch.StoreUnavailableError):
+            self.harness.rev.sync.rotate_refresh_token(session.refresh_token)
+        evidence.add("faults.rotations_refused_503")
+
+    def rotation_resumes(self, generation: int) -> None:
+        """After the fault, the session is where it was: its refresh token rotates as the current one."""
+        session = self.harness.session
+        assert session is not None
+        assert self.generation() == generation, "a refused rotation moved the session"
+        response = self.rotate(session.refresh_token)
+        assert response.status_code == 200, response.text
+        fresh = SessionTokens.model_validate(response.json())
+        assert fresh.session_id == session.session_id
+        assert self.generation() > generation
+        assert (
+            self.run(self.http.get("/protected", headers={"Authorization": f"Bearer {fresh.access_token}"})).status_code
+            == 200
+        )
+        for token in self.harness.reused_refresh:
+            assert self.rotate(token).json() == REVOKED_BODY
+        evidence.add("faults.rotations_after_recovery")
+
+    def rotation_refused_after_loss(self) -> None:
+        """After a loss, every rotation is refused like a revoked token: never a pair, never a "reuse"."""
+        session = self.harness.session
+        assert session is not None
+        for token in (session.refresh_token, *self.harness.reused_refresh):
+            response = self.rotate(token)
+            assert response.status_code == 401, response.text
+            assert response.json() == REVOKED_BODY
+            with pytest.raises(RevokedTokenError) as refused:
+                self.harness.rev.sync.rotate_refresh_token(token)
+            assert not isinstance(refused.value, RefreshTokenReusedError)
+        assert self.harness.rev.sync.get_session_record(self.harness.sid) is None
+        evidence.add("faults.rotations_refused_after_loss")
+
     def close(self) -> None:
         self.traffic.stop.set()
         self.run(self.background)
@@ -202,9 +291,9 @@ def serving(harness: Harness) -> Iterator[Serving]:
     evidence.add("faults.answers_checked", harness.answers)
 
 
-HEALTHY = {"valid": 200, "jti": 401, "session": 401, "bump": 401}
-DOWN = {"valid": 503, "jti": 503, "session": 503, "bump": 503}
-LOST = {"valid": 401, "jti": 401, "session": 401, "bump": 401}
+HEALTHY = {"valid": 200, "pair": 200, "jti": 401, "session": 401, "bump": 401, "reused": 401}
+DOWN = dict.fromkeys(HEALTHY, 503)
+LOST = dict.fromkeys(HEALTHY, 401)
 
 
 async def recovered_after_loss(http: httpx.AsyncClient, harness: Harness) -> None:
@@ -215,6 +304,11 @@ async def recovered_after_loss(http: httpx.AsyncClient, harness: Harness) -> Non
     assert await ask(http, harness, "fresh", fresh) == 401
     bumped = (await http.post("/bump/erin")).status_code
     assert bumped == 200
+    # A new session rotates as usual.
+    pair = await harness.rev.create_token_pair("ivy")
+    rotated = await http.post("/rotate", headers={"Authorization": f"Bearer {pair.refresh_token}"})
+    assert rotated.status_code == 200, rotated.text
+    assert await ask(http, harness, "fresh-session", rotated.json()["access_token"]) == 200
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -271,13 +365,16 @@ def test_sqlite_file_made_unreadable_then_restored(sqlite_harness: Harness, repl
 
     with serving(harness) as app:
         assert app.probe() == HEALTHY
+        generation = app.generation()
         app.inject(break_file, f"sqlite.{replacement}")
         assert app.probe() == DOWN
         # A login during the outage is refused too, never a token minted without its stamp.
         with pytest.raises(authx_epoch.StoreUnavailableError):
             harness.login("frank")
+        app.rotation_refused_while_down()
         app.inject(restore_file, "sqlite.restored")
         assert app.probe() == HEALTHY
+        app.rotation_resumes(generation)
 
 
 @pytest.mark.sqlite
@@ -293,10 +390,13 @@ def test_sqlite_file_moved_away_alone_and_put_back_keeps_its_latest_bump(sqlite_
 
     with serving(harness) as app:
         assert app.probe() == HEALTHY
+        generation = app.generation()
         app.inject(lambda: os.rename(db, aside), "sqlite.moved_alone")
         assert app.probe() == DOWN
+        app.rotation_refused_while_down()
         app.inject(lambda: os.rename(aside, db), "sqlite.put_back")
         assert app.probe() == HEALTHY
+        app.rotation_resumes(generation)
 
 
 @pytest.mark.sqlite
@@ -322,6 +422,7 @@ def test_sqlite_write_lock_held_by_another_process(sqlite_harness: Harness) -> N
     try:
         with serving(harness) as app:
             assert app.probe() == HEALTHY
+            generation = app.generation()
 
             def lock() -> None:
                 assert holder.stdout is not None
@@ -334,6 +435,8 @@ def test_sqlite_write_lock_held_by_another_process(sqlite_harness: Harness) -> N
             assert response.json() == UNAVAILABLE_BODY
             with pytest.raises(authx_epoch.StoreUnavailableError):
                 harness.login("frank")
+            # The refresh token still checks (a read), but the rotation cannot be written: 503.
+            app.rotation_refused_while_down()
 
             def unlock() -> None:
                 assert holder.stdin is not None
@@ -344,6 +447,7 @@ def test_sqlite_write_lock_held_by_another_process(sqlite_harness: Harness) -> N
             app.inject(unlock, "sqlite.unlocked")
             # The refused bump changed nothing; a bump now goes through and takes effect at once.
             assert app.probe() == HEALTHY
+            app.rotation_resumes(generation)
             assert app.post("/bump/alice").status_code == 200
             assert app.probe() == {**HEALTHY, "valid": 401}
     finally:
@@ -368,6 +472,7 @@ def test_sqlite_state_lost_mid_traffic(sqlite_harness: Harness, loss: str) -> No
         assert app.probe() == HEALTHY
         app.inject(lose, f"sqlite.{loss}")
         assert app.probe() == LOST
+        app.rotation_refused_after_loss()
         app.run(recovered_after_loss(app.http, harness))
         assert app.probe() == LOST
 
@@ -393,9 +498,11 @@ def test_redis_killed_then_restarted_empty(redis_harness: tuple[Harness, RedisSe
         assert app.probe() == DOWN
         with pytest.raises(authx_epoch.StoreUnavailableError):
             harness.login("frank")
+        app.rotation_refused_while_down()
         # Restarted without persistence: everything it held is gone, so old tokens are refused.
         app.inject(server.start, "redis.restarted")
         assert app.probe() == LOST
+        app.rotation_refused_after_loss()
         app.run(recovered_after_loss(app.http, harness))
 
 
@@ -404,10 +511,13 @@ def test_redis_frozen_then_resumed(redis_harness: tuple[Harness, RedisServer]) -
     harness, server = redis_harness
     with serving(harness) as app:
         assert app.probe() == HEALTHY
+        generation = app.generation()
         app.inject(server.pause, "redis.frozen")
         assert app.probe() == DOWN
+        app.rotation_refused_while_down()
         app.inject(server.resume, "redis.resumed")
         assert app.probe() == HEALTHY
+        app.rotation_resumes(generation)
 
 
 @pytest.mark.redis
@@ -425,5 +535,6 @@ def test_redis_flushed_mid_traffic(redis_harness: tuple[Harness, RedisServer]) -
         assert app.probe() == HEALTHY
         app.inject(flush, "redis.flushed")
         assert app.probe() == LOST
+        app.rotation_refused_after_loss()
         app.run(recovered_after_loss(app.http, harness))
         assert app.probe() == LOST
