@@ -86,9 +86,31 @@ def _id_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+#: How many digests and decoded records each memo keeps. A check hashes the same few ids and
+#: decodes the same few record values over and over; remembering them is a dictionary lookup.
+_MEMO_SIZE = 4096
+#: Ids longer than this are hashed every time, so unverified input cannot fill the memo with
+#: large keys.
+_MEMO_ID_LENGTH = 256
+_digests: dict[str, bytes] = {}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= _MEMO_SIZE:
+        # FIFO: cheaper than LRU bookkeeping on every hit; an evicted hot entry is simply redone.
+        del memo[next(iter(memo))]
+    memo[key] = value
+
+
 def digest(text: str) -> bytes:
     """The fixed-length key part for an id: unpadded base64url of its SHA-256."""
-    return base64.urlsafe_b64encode(hashlib.sha256(_id_bytes(text)).digest())[:43]
+    found = _digests.get(text)
+    if found is not None:
+        return found
+    value = base64.urlsafe_b64encode(hashlib.sha256(_id_bytes(text)).digest())[:43]
+    if len(text) <= _MEMO_ID_LENGTH:
+        _remember(_digests, text, value)
+    return value
 
 
 def _glob_escape(data: bytes) -> bytes:
@@ -140,10 +162,24 @@ def _float(value: Any) -> Optional[float]:
     return None if value is None else float(value)
 
 
+_records: dict[bytes, EpochRecord] = {}
+
+
 def decode_record(raw: Value) -> Optional[EpochRecord]:
     """Read a record value; ``None`` if missing or unreadable (which the decision treats as lost)."""
     if raw is None:
         return None
+    # Records are immutable and their values come from the store, not from the request.
+    found = _records.get(raw)
+    if found is not None:
+        return found
+    record = _decode_record(raw)
+    if record is not None:
+        _remember(_records, raw, record)
+    return record
+
+
+def _decode_record(raw: bytes) -> Optional[EpochRecord]:
     try:
         fields = _unpack(raw)
         epoch = int(fields[0])
