@@ -398,8 +398,10 @@ class EpochMachine(RuleBasedStateMachine):
                     fits = minted.gen < (record.previous if record.previous is not None else record.generation)
                 if fits:
                     wanted.append(minted)
-            # A client refreshes with what it holds; most of what it holds is still accepted.
-            pool = [minted for minted in wanted if self.model.expect(minted, now)] or wanted
+            if prefer == "current":
+                # A client refreshes with a token it still holds: one that is accepted.
+                wanted = [minted for minted in wanted if self.model.expect(minted, now)]
+            pool = wanted
         return pool[index % len(pool)] if pool else None
 
     def _rotate_via(self, token: str, via: str) -> tuple[Optional[SessionTokens], Optional[type[Exception]]]:
@@ -425,10 +427,15 @@ class EpochMachine(RuleBasedStateMachine):
     def first_login(self, uid: str) -> None:
         self._mint(uid, "pair", 900.0, None)
 
-    @initialize(uid=st.sampled_from(UIDS))
-    def first_session(self, uid: str) -> None:
-        # Every history has a rotating session from the start, so rotations are not left to chance.
+    @initialize(
+        uid=st.sampled_from(UIDS),
+        via=st.sampled_from(("async", "sync", "http")),
+        again_after=st.sampled_from((None, 0.0, 3.0, GRACE, 7.0, 3600.0)),
+    )
+    def first_session(self, uid: str, via: str, again_after: Optional[float]) -> None:
+        # Every history opens a session and rotates it at once, so rotations are not left to chance.
         self.create_pair(uid, 900.0, 3 * 3600.0, "async")
+        self.rotate(0, via, again_after)
 
     @rule(
         uid=st.sampled_from(UIDS),
@@ -483,7 +490,7 @@ class EpochMachine(RuleBasedStateMachine):
         again_after=st.sampled_from((None, None, 0.0, 3.0, GRACE, 7.0, 3600.0)),
     )
     def rotate(self, index: int, via: str, again_after: Optional[float]) -> None:
-        """The client's refresh: a refresh token of its session's current generation (a new session if none).
+        """The client's refresh: an accepted refresh token of its session's current generation (a new session if none).
 
         With ``again_after``, the same token comes back that many seconds later: a lost response
         retried, a second tab, or a thief who copied it.

@@ -1,12 +1,15 @@
-"""Failing examples the model-based test found, kept as plain tests so they stay fixed."""
+"""Failing examples the model-based and fault tests found, kept as plain tests so they stay fixed."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import httpx
+import pytest
 
+from authx_epoch import SqliteStore
 from authx_epoch.stores import Store
 from tests.conftest import FakeClock
 from tests.properties.test_model import LEEWAY, MAX_TOKEN_LIFETIME, REVOKED_BODY, build_app
@@ -60,3 +63,23 @@ def test_logout_of_a_token_minted_ahead_of_max_lifetime_still_revokes(store: Sto
 
     asyncio.run(scenario())
     assert revocation.sync.check(token).accepted is False
+
+
+@pytest.mark.sqlite
+def test_sqlite_session_of_a_deleted_file_is_lost_not_unavailable(tmp_path: Path) -> None:
+    """Found by the fault test: with the database deleted under a running app, ``get_session``
+    answered ``StoreUnavailableError`` ("no such table") where ``fetch`` rightly says the state is
+    lost, so ``get_session_record`` was a 503 until something wrote to the new, empty file.
+    """
+    clock = FakeClock()
+    db = tmp_path / "revocation.db"
+    store = SqliteStore(db)
+    try:
+        store.sync.issue("alice", clock(), clock() + 900.0, "s1")
+        assert store.sync.get_session("s1", clock()) is not None
+        for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            path.unlink(missing_ok=True)
+        assert store.sync.get_session("s1", clock()) is None
+        assert store.sync.fetch("alice", None, "s1", clock()).session is None
+    finally:
+        store.close()
