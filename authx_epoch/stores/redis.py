@@ -673,6 +673,12 @@ def _decodes(client: Any) -> bool:
     return bool(getattr(get_encoder(), "decode_responses", False))
 
 
+#: Connections each process's asyncio client keeps open to a single Redis at most.
+POOL_SIZE = 128
+#: Seconds a check waits for a free connection when all of them are busy, before it fails (503).
+POOL_WAIT = 1.0
+
+
 class RedisStore:
     """A store in Redis or Redis Cluster (or Valkey), shared by every process that uses the same prefix.
 
@@ -825,7 +831,13 @@ class RedisStore:
         keys = KeySpace(options.prefix)
 
         def async_single() -> AnyAsyncRedis:
-            return redis.asyncio.Redis.from_url(cleaned, retry=_async_retry(), **timeouts)
+            # A blocking pool: a burst of concurrent checks beyond the pool's size waits briefly
+            # for a connection instead of failing with "Too many connections" (a 503 for a valid
+            # token). max_connections in the URL's query overrides the size.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                cleaned, retry=_async_retry(), timeout=POOL_WAIT, **{"max_connections": POOL_SIZE, **timeouts}
+            )
+            return redis.asyncio.Redis.from_pool(pool)
 
         self._init(keys, "redis", lambda: probe, True, async_single, None)
         return self

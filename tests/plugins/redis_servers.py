@@ -262,12 +262,18 @@ def unique_prefix() -> str:
     return f"authx-epoch-test:{uuid.uuid4().hex}"
 
 
+#: Timeouts of the stores the shared-server fixtures build (the library's default is 0.25 s).
+FORGIVING_TIMEOUTS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+
+
 @pytest.fixture
 def redis_store(redis_url: str) -> Iterator[Any]:
     """A fresh, empty RedisStore on the shared Redis (its own prefix; wiped afterwards)."""
     from authx_epoch.stores.redis import RedisStore
 
-    store = RedisStore.from_url(redis_url, prefix=unique_prefix())
+    # Contract tests judge answers, not latency: a forgiving timeout keeps a loaded machine from
+    # turning a slow connect into a failure. Timeout behaviour is tested on private servers.
+    store = RedisStore.from_url(redis_url, prefix=unique_prefix(), **FORGIVING_TIMEOUTS)
     yield store
     store.sync.wipe()
     store.close()
@@ -288,7 +294,7 @@ def cluster_store(redis_cluster: RedisCluster) -> Iterator[Any]:
     """A fresh, empty RedisStore on the session's Redis Cluster (its own prefix; wiped afterwards)."""
     from authx_epoch.stores.redis import RedisStore
 
-    store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
+    store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix(), **FORGIVING_TIMEOUTS)
     yield store
     store.sync.wipe()
     store.close()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -548,3 +549,30 @@ async def test_a_dead_server_is_store_unavailable_fast() -> None:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.mark.redis
+def test_a_burst_beyond_the_pool_waits_for_a_connection_instead_of_failing(redis_url: str) -> None:
+    """More concurrent checks than the pool holds: every one is answered, none is a 503."""
+    from authx_epoch.stores.redis import POOL_SIZE, RedisStore
+
+    prefix = f"burst-{uuid.uuid4().hex}"
+    store = RedisStore.from_url(redis_url, prefix=prefix)
+
+    async def burst() -> list[Any]:
+        now = time.time()
+        await store.aio.setup(now)
+        await store.aio.issue("alice", now, now + 900)
+        try:
+            return await asyncio.gather(
+                *(store.aio.fetch("alice", f"jti-{n}", None, now) for n in range(3 * POOL_SIZE))
+            )
+        finally:
+            await store.aio.wipe()
+
+    try:
+        states = asyncio.run(burst())
+    finally:
+        store.close()
+    assert len(states) == 3 * POOL_SIZE
+    assert all(state.user is not None and not state.jti_revoked for state in states)
