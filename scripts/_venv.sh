@@ -4,7 +4,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 VENV="${AUTHX_EPOCH_VENV:-$ROOT/.venv}"
-STAMP="$VENV/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+# Python computes the hash: sha256sum is not on every machine (macOS has shasum instead).
+HASH="$("$PYTHON" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:16])' pyproject.toml)"
+STAMP="$VENV/.installed-$HASH"
 if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
