@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Protocol, Union
 
 from authx import AuthX
@@ -430,6 +430,12 @@ class _Core:
             )
         raise RevokedTokenError(f"Token has been revoked ({status.value} session)", login_type=login_type)
 
+    def after_rotation(self, minter: AuthxMinter, stamps: Stamps, outcome: RotationOutcome) -> Stamps:
+        """The stamps of a rotated pair: those read before the rotation, with the session's current generation."""
+        if outcome.session is None:
+            raise self.revoked_refresh(minter)
+        return replace(stamps, session_generation=outcome.session.generation)
+
     def revoked_refresh(self, minter: AuthxMinter) -> RevokedTokenError:
         """The error for a refresh token the check rejects (revoked, or its state lost)."""
         return RevokedTokenError("Token has been revoked", login_type=minter.auth.login_type)
@@ -543,9 +549,12 @@ class SyncEpochRevocation:
             raise core.revoked_refresh(minter)
         now = core.clock()
         until = plan.expires_at + core.leeway
+        # The stamps are read before the generation moves, so minting needs no store call after
+        # it: an outage cannot strike in between and turn the client's retry into a "replay".
+        stamps = core.sync.issue(plan.uid, now, until, plan.session_id)
         outcome = core.sync.rotate_session(plan.session_id, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
-        return minter.mint(plan, core.sync.issue(plan.uid, now, until, plan.session_id))
+        return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 
     def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
         """Return the session's record (generation, expiry, revoked flag), or ``None``."""
@@ -822,9 +831,11 @@ class EpochRevocation:
             raise core.revoked_refresh(minter)
         now = core.clock()
         until = plan.expires_at + core.leeway
+        # See the sync twin: stamps first, so nothing after the move can fail on the store.
+        stamps = await core.aio.issue(plan.uid, now, until, plan.session_id)
         outcome = await core.aio.rotate_session(plan.session_id, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
-        return minter.mint(plan, await core.aio.issue(plan.uid, now, until, plan.session_id))
+        return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 
     async def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
         """Return the session's record (generation, expiry, revoked flag), or ``None``."""

@@ -282,3 +282,46 @@ async def test_tokens_minted_by_the_app_for_a_session_are_stamped_with_its_gener
     await rev.revoke_session(pair.session_id)
     for token in (extra, later, nxt.refresh_token):
         assert (await rev.check(token)).reason is Reason.SESSION_REVOKED
+
+
+class _IssueFailsOnDemand(MemoryStore):
+    """A memory store whose mint-time read can be made to fail, like a store going down mid-refresh."""
+
+    failing = False
+
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
+        if self.failing:
+            raise authx_epoch.StoreUnavailableError("store down (planted)")
+        return super().issue(uid, now, expires_at, session_id)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("twin", ["async", "sync"])
+async def test_an_outage_during_a_refresh_moves_nothing_so_a_late_retry_is_no_replay(
+    clock: FakeClock, twin: str
+) -> None:
+    store = _IssueFailsOnDemand()
+    auth = make_auth()
+    rev = authx_epoch.install(auth, store=store, clock=clock)
+    pair = await rev.create_token_pair("alice")
+    before = await rev.get_session_record(pair.session_id)
+    assert before is not None
+
+    async def refresh() -> SessionTokens:
+        if twin == "async":
+            return await rev.rotate_refresh_token(pair.refresh_token)
+        return rev.sync.rotate_refresh_token(pair.refresh_token)
+
+    store.failing = True
+    with pytest.raises(authx_epoch.StoreUnavailableError):
+        await refresh()
+    after = await rev.get_session_record(pair.session_id)
+    assert after is not None
+    assert after.generation == before.generation
+
+    # The client retries long after the grace: the store is back, and this is no replay.
+    store.failing = False
+    clock.advance(3600)
+    nxt = await rev.rotate_refresh_token(pair.refresh_token)
+    assert (await rev.check(nxt.access_token)).accepted
+    assert (await rev.check(nxt.refresh_token)).accepted
