@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
@@ -10,6 +11,18 @@ from typing import Optional
 EPOCH_SCALE = 1_000_000
 #: The largest value a stamp may hold; larger claims are malformed (they would not fit SQLite).
 MAX_EPOCH = 2**63 - 1
+
+
+def unix_time(value: object) -> Optional[float]:
+    """Unix seconds from a datetime or a number (never a bool); ``None`` for anything else.
+
+    Tokens hold numbers; AuthX's ``TokenPayload`` and callers' arguments hold datetimes.
+    """
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def clock_epoch(now: float) -> int:

@@ -37,6 +37,7 @@ from authx_epoch.records import (
     SessionRecord,
     Stamps,
     StoreStats,
+    unix_time,
 )
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, AuthxMinter, PairPlan, SessionTokens
 from authx_epoch.stores import AsyncFromSync, Store
@@ -95,22 +96,12 @@ def _seconds(value: dt.timedelta, name: str) -> float:
 
 
 def _timestamp(value: Union[dt.datetime, float, int], name: str) -> float:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            raise InvalidArgumentError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc))")
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise InvalidArgumentError(f"{name} must be an aware datetime or Unix seconds, got {type(value).__name__}")
-
-
-def _unix_time(value: object) -> Optional[float]:
-    # A raw token holds numbers; an AuthX TokenPayload holds exp as an aware datetime.
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        raise InvalidArgumentError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    seconds = unix_time(value)
+    if seconds is None:
+        raise InvalidArgumentError(f"{name} must be an aware datetime or Unix seconds, got {type(value).__name__}")
+    return seconds
 
 
 def _require_unicode(text: str, name: str) -> None:
@@ -342,7 +333,7 @@ class _Core:
                 _require_unicode(value, name)
             except InvalidArgumentError as exc:
                 raise InvalidTokenError(f"the token's {exc}; nothing was revoked") from None
-        expires_at = self.token_expiry(_unix_time(payload.get("exp")), _unix_time(payload.get("iat")), now)
+        expires_at = self.token_expiry(unix_time(payload.get("exp")), unix_time(payload.get("iat")), now)
         return (uid, jti, expires_at) if expires_at > now else None
 
     # -- sessions ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from authx import AuthX
 from authx.schema import RequestToken, TokenPayload, TokenResponse
 
 from authx_epoch.claims import AUTHX_CLAIMS, ClaimNames, stamp_claims
-from authx_epoch.records import Stamps
+from authx_epoch.records import Stamps, unix_time
 
 #: The default grace interval of refresh-token rotation (see ``install(refresh_reuse_grace=...)``).
 DEFAULT_REFRESH_REUSE_GRACE = dt.timedelta(seconds=5)
@@ -39,11 +39,8 @@ def expiry_timestamp(expiry: Any, default: Optional[dt.timedelta], now: float, u
     value = expiry if expiry is not None else default
     if isinstance(value, dt.timedelta):
         return now + value.total_seconds()
-    if isinstance(value, dt.datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return now + unbounded
+    seconds = unix_time(value)
+    return now + unbounded if seconds is None else seconds
 
 
 @dataclass(frozen=True)

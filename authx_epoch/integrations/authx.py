@@ -235,24 +235,16 @@ def installed(auth: AuthX[Any]) -> Optional[EpochRevocation]:
 
 
 def _register_callback(auth: AuthX[Any], revocation: EpochRevocation) -> None:
-    core = revocation._core
-    unexpected = core.unexpected
-    if core.reads_inline:
+    if revocation._core.reads_inline:
         # A local store answers without waiting, so the callback is a plain function: AuthX then
         # calls it without building and awaiting a coroutine, which is most of what a check with
-        # the memory store costs. Behaviour is exactly that of ``revocation.is_token_revoked``.
-        check = core.check_inline
-        sync = core.sync
+        # the memory store costs. The sync twin's check is exactly the async one's.
+        check = revocation.sync.is_token_revoked
 
         def is_token_revoked(token: str, **kwargs: Any) -> bool:
             if type(token) is _Probe:
                 return True
-            try:
-                return not check(token, sync.fetch).accepted
-            except StoreUnavailableError:
-                raise
-            except Exception as exc:
-                raise unexpected(exc) from exc
+            return check(token)
 
         auth.set_token_blocklist(is_token_revoked)
     else:

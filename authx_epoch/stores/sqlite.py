@@ -293,11 +293,6 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = self._connection(write=False)
-        # The reader never creates tables; a file recreated empty by someone else has none yet.
-        return conn
-
     # -- the contract ----------------------------------------------------------------------
 
     def setup(self, now: float) -> EpochRecord:
@@ -336,7 +331,7 @@ class SqliteStore:
 
     def _fetch_rows(self, params: dict[str, Any]) -> Optional[list[Any]]:
         try:
-            rows: list[Any] = self._reader().execute(_FETCH, params).fetchall()
+            rows: list[Any] = self._connection(write=False).execute(_FETCH, params).fetchall()
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
@@ -430,7 +425,7 @@ class SqliteStore:
     def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
         """See ``SyncStore.get_session``."""
         try:
-            return self._get_session(self._reader(), session_id, now)
+            return self._get_session(self._connection(write=False), session_id, now)
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
