@@ -383,7 +383,10 @@ def _close_now(client: AnyAsyncRedis) -> None:
             manager = client.nodes_manager
             nodes = [*manager.nodes_cache.values(), *manager.startup_nodes.values()]
             connections: list[Any] = [conn for node in nodes for conn in node._connections]
-            client._initialize = True  # what aclose() sets: the client counts as closed
+            # What aclose() sets: the client counts as closed (redis-py 8.2 and later look at the
+            # default node, earlier ones at _initialize).
+            client._initialize = True
+            manager.default_node = None
         else:
             pool = client.connection_pool
             connections = [*pool._available_connections, *pool._in_use_connections]
