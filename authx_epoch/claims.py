@@ -135,12 +135,13 @@ def _number(value: object) -> Optional[float]:
     return None
 
 
-def _session(value: object) -> Optional[str]:
-    if isinstance(value, str):
-        return value
-    if type(value) is int:
-        return str(value)
-    return None
+def session_id_of(value: object) -> Optional[str]:
+    """The session id a session claim holds: a non-empty string, or ``None`` for anything else.
+
+    One rule everywhere (the check, the mint, the public methods): a session id is a non-empty
+    string. ``123`` and ``"123"`` are not the same session; a number is no session id at all.
+    """
+    return value if isinstance(value, str) and value else None
 
 
 def claims_from_mapping(payload: Mapping[str, Any], names: ClaimNames) -> Optional[TokenClaims]:
@@ -156,8 +157,13 @@ def claims_from_mapping(payload: Mapping[str, Any], names: ClaimNames) -> Option
     user_raw = payload.get(names.user_epoch, _MISSING)
     global_raw = payload.get(names.global_epoch, _MISSING)
     generation_raw = payload.get(names.session_generation, _MISSING)
-    session_id = _session(payload.get(names.session_id))
-    if user_raw is _MISSING and global_raw is _MISSING and generation_raw is _MISSING:
+    session_raw = payload.get(names.session_id)
+    session_id = session_id_of(session_raw)
+    if session_raw is not None and session_id is None:
+        # A session claim no revocation can name (a number, an empty string, an object): a token
+        # revoked by its session would otherwise pass as one without a session.
+        stamp = StampState.MALFORMED
+    elif user_raw is _MISSING and global_raw is _MISSING and generation_raw is _MISSING:
         stamp = StampState.UNSTAMPED
     elif (
         _valid_epoch(user_raw)

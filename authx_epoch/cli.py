@@ -58,6 +58,7 @@ _EXPLANATIONS = {
     Reason.NOT_OURS: "it is not a token this library judges; AuthX decides alone",
     Reason.TOKEN_REVOKED: "its jti is in the revoked set",
     Reason.SESSION_REVOKED: "its session is revoked",
+    Reason.SESSION_MISMATCH: "its session belongs to another user",
     Reason.MALFORMED_STAMP: "its epoch stamp is present but is not a valid epoch",
     Reason.GLOBAL_EPOCH: "the global epoch moved since it was minted (everyone was logged out)",
     Reason.USER_EPOCH: "its user's epoch moved since it was minted (the user was logged out everywhere)",

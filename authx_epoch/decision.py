@@ -18,6 +18,8 @@ class Reason(str, Enum):
     NOT_OURS = "not_ours"
     TOKEN_REVOKED = "token_revoked"
     SESSION_REVOKED = "session_revoked"
+    #: The token names a session that belongs to another user.
+    SESSION_MISMATCH = "session_mismatch"
     MALFORMED_STAMP = "malformed_stamp"
     GLOBAL_EPOCH = "global_epoch"
     USER_EPOCH = "user_epoch"
@@ -74,6 +76,10 @@ def decide(claims: TokenClaims, state: CheckState, now: float, policy: Policy) -
         return _reject(Reason.TOKEN_REVOKED)
     if state.session_revoked:
         return _reject(Reason.SESSION_REVOKED)
+    session = state.session
+    if session is not None and session.uid is not None and session.uid != claims.sub:
+        # A session is one user's login: a token of anyone else naming it touches nothing of it.
+        return _reject(Reason.SESSION_MISMATCH)
     if claims.exp is None and (claims.iat is None or now > claims.iat + policy.max_token_lifetime):
         return _reject(Reason.LIFETIME_EXCEEDED)
     if claims.stamp is StampState.MALFORMED:
@@ -93,7 +99,6 @@ def decide(claims: TokenClaims, state: CheckState, now: float, policy: Policy) -
             # Stamped for a session: its record must be there (a missing one was evicted or
             # wiped, perhaps with its revoked flag) and must not be younger than the token.
             # Older generations are fine: access tokens of a rotated session live out their time.
-            session = state.session
             if session is None or generation < session.first_generation:
                 return _reject(Reason.LOST_STATE)
             if session.revoked:

@@ -20,6 +20,8 @@ from authx.exceptions import RevokedTokenError
 from authx.schema import TokenPayload
 from fastapi import Request
 
+from authx_epoch import authority
+from authx_epoch.authority import Authority, MintVerdict, judge_mint
 from authx_epoch.claims import ClaimNames, ClaimReader, TokenClaims, claims_from_mapping, decode_payload_segment
 from authx_epoch.decision import NOT_OURS, Decision, Policy, Reason, decide
 from authx_epoch.errors import (
@@ -84,6 +86,10 @@ DecisionHook = Callable[[DecisionEvent], None]
 
 #: A store's blocking read for one check: ``(uid, jti, session_id, now) -> CheckState``.
 Fetch = Callable[[str, Optional[str], Optional[str], float], CheckState]
+
+#: What one check found: the decision, and the claims and store state it was made from (``None``
+#: when the token was not read, or the store could not be).
+Evaluation = tuple[Decision, Optional[TokenClaims], Optional[CheckState]]
 
 
 def _seconds(value: dt.timedelta, name: str) -> float:
@@ -153,27 +159,45 @@ class _Core:
         self.on_decision = on_decision
         self.grace = _seconds(refresh_reuse_grace, "refresh_reuse_grace")
         self.minter = AuthxMinter(auth, claims, self.max_lifetime) if auth is not None else None
+        self.login_type = auth.login_type if auth is not None else None
+        #: How long a cookie the implicit refresh renews lives: a revoked access token's entry is
+        #: kept at least that long, so the renewals minted from it before the revocation die with it
+        #: (they keep its jti). ``None`` when the app's tokens are not read from cookies.
+        self.renewal_lifetime: Optional[float] = None
+        if auth is not None and auth.config.has_location("cookies"):
+            lifetime = auth.config.JWT_ACCESS_TOKEN_EXPIRES
+            seconds = lifetime.total_seconds() if isinstance(lifetime, dt.timedelta) else self.max_lifetime
+            self.renewal_lifetime = seconds
         #: The async side of a local store reads inline (see ``AsyncFromSync``), so the async
         #: check can call the sync read directly and skip two coroutine layers per request.
         self.reads_inline = type(self.aio) is AsyncFromSync
 
     # -- the check -------------------------------------------------------------------------
 
-    def check_inline(self, token: str, fetch: Fetch) -> Decision:
+    def check_inline(self, token: str, fetch: Fetch, *, grant: bool = False) -> Decision:
         """The whole check with a store read that does not wait on the network.
 
         It is the hot path of every request, so it does no work for the ``on_decision`` hook
-        when none is set.
+        when none is set. With ``grant``, an accepted token becomes an authority of the running
+        request (see ``authority``): what AuthX's own entry points do, not ``check()``.
         """
+        decision, claims, state = self.evaluate_inline(token, fetch)
+        if grant and claims is not None and state is not None and decision.reason is Reason.ACCEPTED:
+            authority.grant(Authority.of(claims, state))
+        return decision
+
+    def evaluate_inline(self, token: str, fetch: Fetch) -> Evaluation:
+        """``check_inline``, also returning the claims and the store state the decision was made from."""
         hook = self.on_decision
         started = time.perf_counter() if hook is not None else 0.0
         read = self.read(token)
         if read is None:
             if hook is not None:
                 self.report(None, NOT_OURS, started)
-            return NOT_OURS
+            return NOT_OURS, None, None
         claims, verified = read
         now = self.clock()
+        state: Optional[CheckState] = None
         try:
             state = fetch(claims.sub, claims.jti, claims.session_id, now)
         except StoreUnavailableError as exc:
@@ -182,7 +206,7 @@ class _Core:
             decision = self.conclude(token, claims, verified, state, now)
         if hook is not None:
             self.report(claims, decision, started)
-        return decision
+        return decision, claims, state
 
     def read(self, token: object) -> Optional[tuple[TokenClaims, bool]]:
         """Return the claims to judge and whether they come from a verified token, or ``None``."""
@@ -334,7 +358,49 @@ class _Core:
             except InvalidArgumentError as exc:
                 raise InvalidTokenError(f"the token's {exc}; nothing was revoked") from None
         expires_at = self.token_expiry(unix_time(payload.get("exp")), unix_time(payload.get("iat")), now)
-        return (uid, jti, expires_at) if expires_at > now else None
+        if expires_at <= now:
+            return None
+        if self.renewal_lifetime is not None and payload.get("type", "access") == "access":
+            # The implicit refresh renews a cookie under the same jti: a renewal minted before
+            # this call expires within one access lifetime from now, and must die with it.
+            expires_at = max(expires_at, now + self.renewal_lifetime + self.leeway)
+        return uid, jti, expires_at
+
+    # -- mints under a request's authority ---------------------------------------------------
+
+    def vet(self, uid: str, stamps: Stamps, session_id: Optional[str], *presented: Authority) -> MintVerdict:
+        """Judge a mint of ``uid`` whose store call answered ``stamps``, under the request's authorities.
+
+        ``presented`` are authorities the caller holds itself (the refresh token of a rotation);
+        the running request's scope adds the tokens its AuthX checks accepted and its own moves.
+        """
+        scope = authority.current_scope()
+        if scope is None:
+            return judge_mint(presented, uid, stamps, session_id)
+        return judge_mint(
+            (*presented, *scope.authorities),
+            uid,
+            stamps,
+            session_id,
+            moved_users=scope.moved_users,
+            moved_global=scope.moved_global,
+        )
+
+    def refused(self, verdict: MintVerdict) -> tuple[TokenClaims, ...]:
+        """Raise the error a refused verdict means; else return the tokens to decide again."""
+        if verdict.refused is not None:
+            raise self.mint_refused(verdict.refused)
+        return verdict.recheck
+
+    def mint_refused(self, why: str) -> RevokedTokenError:
+        """The error for a mint refused because the presented token was revoked while the request ran."""
+        logger.warning("mint refused: %s", why)
+        return RevokedTokenError("Token has been revoked", login_type=self.login_type)
+
+    def still_accepted(self, claims: TokenClaims, state: CheckState, now: float) -> None:
+        """Raise ``mint_refused`` if a presented token is rejected by the state read after the mint's store call."""
+        if not decide(claims, state, now, self.policy).accepted:
+            raise self.mint_refused("the presented token was revoked while the request ran")
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -427,6 +493,17 @@ class _Core:
             raise self.revoked_refresh(minter)
         return replace(stamps, session_generation=outcome.session.generation)
 
+    def presented(
+        self, minter: AuthxMinter, decision: Decision, claims: Optional[TokenClaims], state: Optional[CheckState]
+    ) -> Authority:
+        """The authority of a refresh token presented for rotation, or the error if the check refuses it."""
+        if not decision.accepted:
+            raise self.revoked_refresh(minter)
+        if claims is None or state is None or decision.reason is not Reason.ACCEPTED:
+            # Accepted without a store read (fail_open during an outage): nothing to rotate against.
+            raise StoreUnavailableError("the revocation store cannot be read, so no refresh token can be rotated")
+        return Authority.of(claims, state)
+
     def revoked_refresh(self, minter: AuthxMinter) -> RevokedTokenError:
         """The error for a refresh token the check rejects (revoked, or its state lost)."""
         return RevokedTokenError("Token has been revoked", login_type=minter.auth.login_type)
@@ -449,18 +526,20 @@ class SyncEpochRevocation:
 
     def is_token_revoked(self, token: str) -> bool:
         """Return ``True`` if ``token`` must be refused. See ``EpochRevocation.is_token_revoked``."""
+        core = self._core
         try:
-            return not self.check(token).accepted
+            return not core.check_inline(token, core.sync.fetch, grant=True).accepted
         except StoreUnavailableError:
             raise
         except Exception as exc:
-            raise self._core.unexpected(exc) from exc
+            raise core.unexpected(exc) from exc
 
     def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
         """Revoke every token of ``uid`` minted before this call. See ``EpochRevocation.bump_user_epoch``."""
         core = self._core
         uid, why, now = core.uid(uid), core.reason(reason), core.clock()
         record = core.sync.bump_user(uid, now, why, core.bump_expiry(now))
+        authority.note_user_move(uid, record.epoch)
         logger.info("user epoch bumped: uid=%r reason=%r", _short(uid), why)
         return record
 
@@ -469,6 +548,7 @@ class SyncEpochRevocation:
         core = self._core
         why = core.reason(reason)
         record = core.sync.bump_global(core.clock(), why)
+        authority.note_global_move(record.epoch)
         logger.warning("global epoch bumped: reason=%r", why)
         return record
 
@@ -527,22 +607,25 @@ class SyncEpochRevocation:
             refresh_expiry=refresh_expiry,
             scopes=scopes,
         )
-        return minter.mint(
-            plan, core.sync.issue(plan.uid, core.clock(), plan.expires_at + core.leeway, plan.session_id)
-        )
+        now = core.clock()
+        stamps = core.sync.issue(plan.uid, now, plan.expires_at + core.leeway, plan.session_id)
+        return minter.mint(plan, self._vetted(plan.uid, stamps, plan.session_id, now))
 
     def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
         """Trade a refresh token for the next pair of its session. See ``EpochRevocation.rotate_refresh_token``."""
         core = self._core
         minter = core.authx("rotate_refresh_token")
         plan, generation = core.rotation_plan(minter, refresh_token)
-        if not self.check(refresh_token).accepted:
-            raise core.revoked_refresh(minter)
+        decision, claims, state = core.evaluate_inline(refresh_token, core.sync.fetch)
+        presented = core.presented(minter, decision, claims, state)
         now = core.clock()
         until = plan.expires_at + core.leeway
         # The stamps are read before the generation moves, so minting needs no store call after
         # it: an outage cannot strike in between and turn the client's retry into a "replay".
+        # They are judged against the refresh token's: a bump that landed since its check means
+        # the session was logged out, and nothing is rotated (see the async twin).
         stamps = core.sync.issue(plan.uid, now, until, plan.session_id)
+        stamps = self._vetted(plan.uid, stamps, None, now, presented)
         outcome = core.sync.rotate_session(plan.session_id, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
@@ -559,7 +642,16 @@ class SyncEpochRevocation:
         """
         core = self._core
         sid = core.session_id(session_id) if session_id is not None else None
-        return core.sync.issue(core.uid(uid), core.clock(), expires_at + core.leeway, sid)
+        uid, now = core.uid(uid), core.clock()
+        return self._vetted(uid, core.sync.issue(uid, now, expires_at + core.leeway, sid), sid, now)
+
+    def _vetted(self, uid: str, stamps: Stamps, session_id: Optional[str], now: float, *presented: Authority) -> Stamps:
+        """The stamps a mint may write under the running request's authorities (see ``authority``)."""
+        core = self._core
+        verdict = core.vet(uid, stamps, session_id, *presented)
+        for claims in core.refused(verdict):
+            core.still_accepted(claims, core.sync.fetch(claims.sub, claims.jti, claims.session_id, now), now)
+        return verdict.stamps
 
     def get_user_record(self, uid: str) -> Optional[EpochRecord]:
         """Return the user's record (epoch, when and why it last moved), or ``None``."""
@@ -653,18 +745,22 @@ class EpochRevocation:
         Raises:
             StoreUnavailableError: The store cannot be read and ``fail_open`` is off.
         """
+        return (await self._evaluate(token))[0]
+
+    async def _evaluate(self, token: str) -> Evaluation:
         core = self._core
         if core.reads_inline:
-            return core.check_inline(token, core.sync.fetch)
+            return core.evaluate_inline(token, core.sync.fetch)
         hook = core.on_decision
         started = time.perf_counter() if hook is not None else 0.0
         read = core.read(token)
         if read is None:
             if hook is not None:
                 core.report(None, NOT_OURS, started)
-            return NOT_OURS
+            return NOT_OURS, None, None
         claims, verified = read
         now = core.clock()
+        state: Optional[CheckState] = None
         try:
             state = await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now)
         except StoreUnavailableError as exc:
@@ -673,21 +769,25 @@ class EpochRevocation:
             decision = core.conclude(token, claims, verified, state, now)
         if hook is not None:
             core.report(claims, decision, started)
-        return decision
+        return decision, claims, state
 
     async def is_token_revoked(self, token: str, **kwargs: Any) -> bool:
         """The AuthX blocklist callback: ``True`` if the token must be refused.
 
         ``install()`` registers it with ``auth.set_token_blocklist``. It never raises for a bad
         token; store trouble raises ``StoreUnavailableError`` (answered with a 503) unless
-        ``fail_open`` is set.
+        ``fail_open`` is set. An accepted token becomes an authority of the running request: a
+        token minted while the request runs never carries epochs newer than it (see ``authority``).
         """
         try:
-            return not (await self.check(token)).accepted
+            decision, claims, state = await self._evaluate(token)
         except StoreUnavailableError:
             raise
         except Exception as exc:
             raise self._core.unexpected(exc) from exc
+        if claims is not None and state is not None and decision.reason is Reason.ACCEPTED:
+            authority.grant(Authority.of(claims, state))
+        return not decision.accepted
 
     async def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
         """Revoke every token of ``uid`` minted before this call (logout everywhere, password change).
@@ -704,6 +804,7 @@ class EpochRevocation:
         core = self._core
         uid, why, now = core.uid(uid), core.reason(reason), core.clock()
         record = await core.aio.bump_user(uid, now, why, core.bump_expiry(now))
+        authority.note_user_move(uid, record.epoch)
         logger.info("user epoch bumped: uid=%r reason=%r", _short(uid), why)
         return record
 
@@ -712,6 +813,7 @@ class EpochRevocation:
         core = self._core
         why = core.reason(reason)
         record = await core.aio.bump_global(core.clock(), why)
+        authority.note_global_move(record.epoch)
         logger.warning("global epoch bumped: reason=%r", why)
         return record
 
@@ -793,8 +895,9 @@ class EpochRevocation:
             refresh_expiry=refresh_expiry,
             scopes=scopes,
         )
-        stamps = await core.aio.issue(plan.uid, core.clock(), plan.expires_at + core.leeway, plan.session_id)
-        return minter.mint(plan, stamps)
+        now = core.clock()
+        stamps = await core.aio.issue(plan.uid, now, plan.expires_at + core.leeway, plan.session_id)
+        return minter.mint(plan, await self._vetted(plan.uid, stamps, plan.session_id, now))
 
     async def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
         """Trade a refresh token for the next pair of its session, detecting reuse (RFC 9700, 4.14.2).
@@ -818,12 +921,14 @@ class EpochRevocation:
         core = self._core
         minter = core.authx("rotate_refresh_token")
         plan, generation = core.rotation_plan(minter, refresh_token)
-        if not (await self.check(refresh_token)).accepted:
-            raise core.revoked_refresh(minter)
+        presented = core.presented(minter, *await self._evaluate(refresh_token))
         now = core.clock()
         until = plan.expires_at + core.leeway
-        # See the sync twin: stamps first, so nothing after the move can fail on the store.
+        # See the sync twin: stamps first, so nothing after the move can fail on the store. Between
+        # the check above and this read other requests run: a "log out everywhere" that landed there
+        # shows as a moved epoch, and the rotation is refused (the new pair would outlive the bump).
         stamps = await core.aio.issue(plan.uid, now, until, plan.session_id)
+        stamps = await self._vetted(plan.uid, stamps, None, now, presented)
         outcome = await core.aio.rotate_session(plan.session_id, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
@@ -833,6 +938,35 @@ class EpochRevocation:
         core = self._core
         return await core.aio.get_session(core.session_id(session_id), core.clock())
 
+    async def _renew(self, token: str, payload: TokenPayload) -> Optional[str]:
+        """The implicit refresh's renewal of an access cookie, or ``None`` when it must not be renewed.
+
+        ``payload`` is AuthX's verification of ``token``. The cookie is checked, the store's epochs
+        are read where the renewal is minted (which also keeps every record it needs alive for the
+        renewal's life), and they must still be the ones the cookie was accepted under: a bump or a
+        revocation that lands in between leaves the cookie unrenewed. The renewal keeps the
+        cookie's jti, session, stamps, scopes and application claims.
+        """
+        core = self._core
+        minter = core.authx("the implicit refresh")
+        decision, claims, state = await self._evaluate(token)
+        if claims is None or state is None or decision.reason is not Reason.ACCEPTED:
+            return None
+        now = core.clock()
+        until = minter.access_expiry(time.time()) + core.leeway
+        stamps = await core.aio.issue(claims.sub, now, until, claims.session_id)
+        # The cookie alone is the authority: what the request's own handler moved (a logout
+        # everywhere through this very cookie) must not let the cookie live on.
+        verdict = judge_mint((Authority.of(claims, state),), claims.sub, stamps, claims.session_id)
+        if verdict.refused is not None:
+            logger.info("implicit refresh refused: uid=%r: %s", _short(claims.sub), verdict.refused)
+            return None
+        for unstamped in verdict.recheck:
+            fresh = await core.aio.fetch(unstamped.sub, unstamped.jti, unstamped.session_id, now)
+            if not decide(unstamped, fresh, now, core.policy).accepted:
+                return None
+        return minter.renew(payload, verdict.stamps)
+
     async def issue_stamps(self, uid: str, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``.
 
@@ -840,7 +974,18 @@ class EpochRevocation:
         """
         core = self._core
         sid = core.session_id(session_id) if session_id is not None else None
-        return await core.aio.issue(core.uid(uid), core.clock(), expires_at + core.leeway, sid)
+        uid, now = core.uid(uid), core.clock()
+        return await self._vetted(uid, await core.aio.issue(uid, now, expires_at + core.leeway, sid), sid, now)
+
+    async def _vetted(
+        self, uid: str, stamps: Stamps, session_id: Optional[str], now: float, *presented: Authority
+    ) -> Stamps:
+        """The stamps a mint may write under the running request's authorities (see ``authority``)."""
+        core = self._core
+        verdict = core.vet(uid, stamps, session_id, *presented)
+        for claims in core.refused(verdict):
+            core.still_accepted(claims, await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now), now)
+        return verdict.stamps
 
     async def get_user_record(self, uid: str) -> Optional[EpochRecord]:
         """Return the user's record (epoch, when and why it last moved), or ``None``."""

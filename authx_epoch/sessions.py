@@ -71,8 +71,9 @@ class PairPlan:
 class AuthxMinter:
     """Mints and verifies tokens through one AuthX instance, for the session helpers.
 
-    It mints with AuthX's own (unstamped) methods and writes the stamps it is given, so a pair
-    costs one store write for both tokens; ``install()`` keeps the unstamped originals for it.
+    It keeps AuthX's own methods as they are when it is built (``install()`` builds it before it
+    wraps them): they mint exactly what they are given, so a pair costs one store write for both
+    tokens, and they verify without the revocation check the caller makes itself.
     """
 
     def __init__(self, auth: AuthX[Any], names: ClaimNames, max_lifetime: float) -> None:
@@ -83,14 +84,9 @@ class AuthxMinter:
         self._stamp_claims = frozenset(
             {names.user_epoch, names.global_epoch, names.session_generation, names.session_id}
         )
-
-    def _minters(self) -> tuple[Callable[..., str], Callable[..., str]]:
-        # After install() the public methods stamp on their own (one store write each); the
-        # originals it keeps mint exactly what they are given.
-        auth = self.auth
-        access = getattr(auth, "_authx_epoch_unstamped_access", auth.create_access_token)
-        refresh = getattr(auth, "_authx_epoch_unstamped_refresh", auth.create_refresh_token)
-        return access, refresh
+        self._mint_access: Callable[..., str] = auth.create_access_token
+        self._mint_refresh: Callable[..., str] = auth.create_refresh_token
+        self._verify: Callable[..., TokenPayload] = auth.verify_token
 
     def plan(
         self,
@@ -124,13 +120,29 @@ class AuthxMinter:
         data = dict(plan.data or {})
         data[self._names.session_id] = plan.session_id
         data = stamp_claims(data, stamps, self._names)
-        access, refresh = self._minters()
         return SessionTokens(
-            access_token=access(
+            access_token=self._mint_access(
                 uid=plan.uid, fresh=plan.fresh, expiry=plan.access_expiry, data=data, scopes=plan.scopes
             ),
-            refresh_token=refresh(uid=plan.uid, expiry=plan.refresh_expiry, data=data, scopes=plan.scopes),
+            refresh_token=self._mint_refresh(uid=plan.uid, expiry=plan.refresh_expiry, data=data, scopes=plan.scopes),
             session_id=plan.session_id,
+        )
+
+    def access_expiry(self, now: float) -> float:
+        """When an access token minted now with AuthX's configured lifetime expires."""
+        return expiry_timestamp(None, self.auth.config.JWT_ACCESS_TOKEN_EXPIRES, now, self._max_lifetime)
+
+    def renew(self, payload: TokenPayload, stamps: Stamps) -> str:
+        """The same access token with a later expiry: its jti, session, scopes and application claims.
+
+        It is the implicit refresh's re-mint. Keeping the jti makes a renewal the same credential:
+        revoking any of them (``revoke_token``) revokes every renewal minted before.
+        """
+        extra = payload.model_extra or {}
+        data = {key: value for key, value in extra.items() if key not in AUTHX_CLAIMS}
+        data["jti"] = payload.jti
+        return self._mint_access(
+            uid=payload.sub, fresh=False, data=stamp_claims(data, stamps, self._names), scopes=payload.scopes
         )
 
     def verify_refresh(self, token: str) -> TokenPayload:
@@ -141,7 +153,11 @@ class AuthxMinter:
             authx.exceptions.TokenTypeError: Not a refresh token.
         """
         request_token = RequestToken(token=token, location="headers", type="refresh")
-        return self.auth.verify_token(request_token, verify_type=True, verify_fresh=False, verify_csrf=False)
+        return self._verify(request_token, verify_type=True, verify_fresh=False, verify_csrf=False)
+
+    def verify(self, token: RequestToken, **options: bool) -> TokenPayload:
+        """AuthX's own ``verify_token``, without the revocation check ``install()`` adds to it."""
+        return self._verify(token, **options)
 
     def carried_data(self, payload: TokenPayload) -> dict[str, Any]:
         """The application's own claims of a refresh token, to carry into the next pair (not the stamps)."""

@@ -28,7 +28,7 @@ import authx_epoch
 from authx_epoch import ClaimNames, ConfigurationError, EpochRevocation, InvalidTokenError, Reason
 from authx_epoch.integrations.authx import STORE_UNAVAILABLE_MESSAGE
 from tests.conftest import FakeClock
-from tests.helpers import Harness, aware, bearer, build_app, claims_of, client, forge, make_auth, raw_token
+from tests.helpers import Harness, add_routes, aware, bearer, build_app, claims_of, client, forge, make_auth, raw_token
 
 with warnings.catch_warnings():
     # Starlette now prefers the httpx2 package for its TestClient; httpx works the same for a WebSocket.
@@ -634,16 +634,16 @@ def near_expiry(h: Harness, uid: str = "alice", **data: Any) -> str:
     return h.auth.create_access_token(uid=uid, expiry=dt.timedelta(minutes=1), data=data or None)
 
 
-async def test_the_trap_is_real_authx_own_middleware_launders_a_bumped_cookie(
-    make: Callable[..., Harness], clock: FakeClock
-) -> None:
-    # Canary for the tests below: AuthX 1.7.1's own middleware (bypassing install()'s replacement)
-    # re-mints a revoked cookie into a valid one. If AuthX fixes this, this test says so.
-    h = make(auth_config=COOKIES)
-    h.app.middleware("http")(AuthX.implicit_refresh_middleware.__get__(h.auth))
+async def test_the_trap_is_real_authx_own_middleware_launders_a_revoked_cookie() -> None:
+    # Canary for the tests below: AuthX 1.7.1's own middleware, with the blocklist of AuthX's guide
+    # and without authx-epoch, re-mints a revoked cookie into a valid one. If AuthX fixes this,
+    # this test says so.
+    h = build_app(None, auth_config=COOKIES)
+    revoked: set[str] = set()
+    h.auth.set_token_blocklist(lambda token, **_: token in revoked)
+    h.app.middleware("http")(h.auth.implicit_refresh_middleware)
     token = near_expiry(h)
-    clock.advance(1)
-    await h.rev.bump_user_epoch("alice")
+    revoked.add(token)
     name = h.auth.config.JWT_ACCESS_COOKIE_NAME
     async with client(h.app) as c:
         c.cookies.set(name, token)
@@ -651,6 +651,31 @@ async def test_the_trap_is_real_authx_own_middleware_launders_a_bumped_cookie(
         assert first.status_code == 401
         assert name in first.cookies
         assert (await c.get("/protected")).status_code == 200
+
+
+@pytest.mark.parametrize("with_app", [True, False])
+async def test_authx_own_middleware_registered_before_install_fails_loudly(
+    store_url: str, clock: FakeClock, with_app: bool
+) -> None:
+    # Registered first, AuthX's middleware would re-mint cookies without their jti and session (a
+    # logout would not reach them). With the app install() refuses at once; without it, every
+    # request that reaches an AuthX dependency fails with the message, never silently.
+    app = FastAPI()
+    auth = make_auth(**COOKIES)
+    auth.handle_errors(app)
+    app.middleware("http")(auth.implicit_refresh_middleware)
+    if with_app:
+        with pytest.raises(ConfigurationError, match="registered before authx_epoch"):
+            authx_epoch.install(auth, store=store_url, app=app, clock=clock)
+        return
+    authx_epoch.install(auth, store=store_url, clock=clock)
+    add_routes(app, auth)
+    token = auth.create_access_token(uid="alice")
+    async with client(app) as c:
+        c.cookies.set(auth.config.JWT_ACCESS_COOKIE_NAME, token)
+        for _ in range(2):
+            with pytest.raises(ConfigurationError, match="registered before authx_epoch"):
+                await c.get("/protected")
 
 
 async def test_implicit_refresh_reminted_token_keeps_stamps_and_session(cookie_app: Harness) -> None:
@@ -666,7 +691,8 @@ async def test_implicit_refresh_reminted_token_keeps_stamps_and_session(cookie_a
         old_claims, new_claims = claims_of(token), claims_of(new)
         for claim in ("sub", "uep", "gep", "session_id", "role"):
             assert new_claims[claim] == old_claims[claim], claim
-        assert new_claims["jti"] != old_claims["jti"]
+        # A renewal is the same credential with a later expiry: revoking one revokes the other.
+        assert new_claims["jti"] == old_claims["jti"]
         assert new_claims["exp"] > old_claims["exp"]
         assert new_claims["fresh"] is False
         assert (await c.get("/protected")).status_code == 200
@@ -726,16 +752,6 @@ async def test_implicit_refresh_during_an_outage_mints_nothing(sqlite_path: Path
 
 
 # -- install() refusals and checks ---------------------------------------------------------
-
-
-def test_install_refuses_when_the_original_middleware_was_registered_first(store_url: str) -> None:
-    app = FastAPI()
-    auth = make_auth(**COOKIES)
-    app.middleware("http")(auth.implicit_refresh_middleware)
-    with pytest.raises(ConfigurationError, match="before install"):
-        authx_epoch.install(auth, store=store_url, app=app)
-    assert authx_epoch.installed(auth) is None
-    assert "uep" not in claims_of(auth.create_access_token(uid="alice"))
 
 
 def test_install_refuses_a_second_install(store_url: str, clock: FakeClock) -> None:

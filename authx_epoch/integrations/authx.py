@@ -4,32 +4,44 @@ What it does to ``auth``:
 
 * wraps ``create_access_token`` and ``create_refresh_token`` (and so ``create_token_pair``) so
   every token carries the user's and the global epoch, and a token minted for a session (a
-  ``session_id`` in its data) the generation of that session's record;
+  ``session_id`` in its data) the generation of that session's record; a token minted while a
+  request runs never carries epochs newer than the token the request presented (``authority``);
 * registers the blocklist callback with ``auth.set_token_blocklist`` and proves AuthX calls it;
-* replaces ``implicit_refresh_middleware`` by one that checks revocation before it re-mints and
-  keeps the presented token's stamps and session (AuthX 1.7.1's would launder a revoked cookie);
+* wraps ``verify_token``, so every AuthX path that says "this token is valid" asks the store too
+  (AuthX's optional-auth pattern, its own implicit refresh), at no extra lookup on the paths whose
+  callback already asked;
+* replaces ``implicit_refresh_middleware`` by one that renews a cookie only if it is still
+  accepted where the renewal is minted, keeps its jti, session, stamps and claims, and keeps the
+  records it needs alive (AuthX 1.7.1's would launder a revoked cookie and drop its claims);
 * makes ``auth.revoke_session`` and ``auth.revoke_all_sessions`` revoke the tokens too;
-* with ``app=``, answers store trouble with a 503 in AuthX's error shape.
+* with ``app=``, answers store trouble with a 503 in AuthX's error shape and gives every request
+  a scope of its own for its authorities.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import threading
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import jwt
 from authx import AuthX
-from authx.exceptions import AuthXException
-from authx.schema import TokenPayload
+from authx.exceptions import AuthXException, RevokedTokenError
+from authx.schema import RequestToken, TokenPayload
 from fastapi import FastAPI, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from authx_epoch.claims import AUTHX_CLAIMS, ClaimNames, stamp_claims
-from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.authority import close_scope, enter_request, open_scope
+from authx_epoch.claims import ClaimNames, session_id_of, stamp_claims
+from authx_epoch.errors import ConfigurationError, InvalidArgumentError, StoreUnavailableError
 from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import StoreSpec, open_store
@@ -40,7 +52,52 @@ DEFAULT_STORE = "sqlite:///authx-epoch.db"
 #: The message of the 503 answered when the store cannot be reached (fail-closed).
 STORE_UNAVAILABLE_MESSAGE = "Token revocation service unavailable, try again shortly"
 
-_INSTALLED = "_authx_epoch_revocation"
+
+@dataclass
+class _Installation:
+    """What ``install()`` keeps for one AuthX instance (in this module, never on the instance)."""
+
+    revocation: EpochRevocation
+    #: AuthX's own implicit-refresh middleware, as the app may have registered it before install().
+    original_middleware: Any
+    checked: _JustChecked
+    #: Apps whose middleware was looked at, and whether AuthX's own implicit refresh was found there.
+    apps: weakref.WeakKeyDictionary[Any, bool] = field(default_factory=weakref.WeakKeyDictionary)
+
+
+_INSTALLS: weakref.WeakKeyDictionary[AuthX[Any], _Installation] = weakref.WeakKeyDictionary()
+
+
+class _JustChecked:
+    """The last token the blocklist callback accepted on this thread, until the event loop runs other work.
+
+    AuthX's dependencies call the callback and then ``verify_token`` with no ``await`` in between,
+    so ``verify_token`` may reuse the callback's answer instead of asking the store a second time.
+    The answer is forgotten as soon as the loop gets control back (``call_soon``), so a later
+    ``verify_token`` of the same token, after other requests had a chance to revoke it, asks again.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def note(self, token: str) -> None:
+        """Remember that ``token`` was accepted just now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop to tell when "just now" ends: remember nothing
+        local = self._local
+        if local.__dict__.get("token") is None:
+            loop.call_soon(local.__dict__.pop, "token", None)
+        local.token = token
+
+    def take(self, token: str) -> bool:
+        """Whether ``token`` is the one accepted just now (forgetting it: each answer serves once)."""
+        local = self._local
+        if local.__dict__.get("token") == token:
+            local.token = None
+            return True
+        return False
 
 
 class _Probe(str):
@@ -52,19 +109,28 @@ class _Probe(str):
 
 _PROBE = _Probe("authx-epoch:probe")
 
+_MIDDLEWARE_ORDER = (
+    "auth.implicit_refresh_middleware was registered before authx_epoch.install(): AuthX's own middleware "
+    "re-mints cookies without their jti and session, so a logout would not reach them. Call "
+    "authx_epoch.install() first, then app.middleware('http')(auth.implicit_refresh_middleware)"
+)
+
 
 def _lifetime(value: Optional[dt.timedelta], fallback: dt.timedelta) -> dt.timedelta:
     return value if isinstance(value, dt.timedelta) else fallback
 
 
-def _session_of(data: Optional[dict[str, Any]], claim: str) -> Optional[str]:
-    """The session id a token is being minted with (read as the check reads it), or ``None``."""
+def _session_of(data: Optional[Mapping[str, Any]], claim: str) -> Optional[str]:
+    """The session id a token is being minted with, read by the check's rule, or ``None``."""
     value = data.get(claim) if data else None
-    if isinstance(value, str) and value:
-        return value
-    if type(value) is int:
-        return str(value)
-    return None
+    if value is None:
+        return None
+    session_id = session_id_of(value)
+    if session_id is None:
+        raise InvalidArgumentError(
+            f"data[{claim!r}] must be a non-empty string session id (from create_token_pair), got {value!r:.40}"
+        )
+    return session_id
 
 
 def _authx_verifier(auth: AuthX[Any]) -> Callable[..., Optional[Mapping[str, Any]]]:
@@ -93,16 +159,10 @@ def _authx_verifier(auth: AuthX[Any]) -> Callable[..., Optional[Mapping[str, Any
     return verify
 
 
-def _carried_claims(payload: TokenPayload) -> dict[str, Any]:
-    """The presented token's own claims to keep in a re-minted one: stamps, session, app data."""
-    extra = payload.model_extra or {}
-    return {key: value for key, value in extra.items() if key not in AUTHX_CLAIMS}
-
-
-def _registered_dispatchers(app: FastAPI) -> list[Any]:
+def _registered_dispatchers(app: Any) -> list[Any]:
     return [
         middleware.kwargs.get("dispatch")
-        for middleware in app.user_middleware
+        for middleware in getattr(app, "user_middleware", ())
         if getattr(middleware, "cls", None) is BaseHTTPMiddleware
     ]
 
@@ -118,6 +178,28 @@ async def _store_unavailable(conn: Union[Request, WebSocket], exc: Exception) ->
         content={"message": STORE_UNAVAILABLE_MESSAGE, "error_type": "StoreUnavailableError"},
         headers={"Retry-After": "1"},
     )
+
+
+class _RequestScopes:
+    """ASGI middleware: every HTTP request and WebSocket runs in a request scope of its own.
+
+    A scope holds what the request was authorised under (``authx_epoch.authority``); opening one
+    per request keeps an app that serves several requests in one context (an in-process test
+    client) from carrying one request's authority into the next.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        token = open_scope(scope)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            close_scope(token)
 
 
 def _prove_callback(auth: AuthX[Any]) -> None:
@@ -155,8 +237,9 @@ def install(
     Args:
         auth: The AuthX instance to protect.
         store: A store URL (``memory://``, ``sqlite:///path.db``) or a store object.
-        app: The FastAPI app; pass it so store trouble is answered with a 503 in AuthX's
-            error shape (without it, such a request ends in a 500).
+        app: The FastAPI app. With it, store trouble is answered with a 503 in AuthX's error
+            shape on every path, and every request gets a scope of its own for what it was
+            authorised under (see ``authx_epoch.authority``). Pass it.
         claims: The claim names to stamp (defaults: ``uep``, ``gep``, ``session_id``).
         fail_open: When the store is unreachable, let tokens through unchecked and log it,
             instead of refusing them with a 503. Off by default: it accepts revoked tokens
@@ -185,19 +268,18 @@ def install(
     """
     if not isinstance(auth, AuthX):
         raise ConfigurationError(f"install() takes an AuthX instance, got {type(auth).__name__}")
-    if getattr(auth, _INSTALLED, None) is not None:
+    if auth in _INSTALLS:
         raise ConfigurationError("authx-epoch is already installed on this AuthX instance; install() it once")
-    if app is not None and auth.implicit_refresh_middleware in _registered_dispatchers(app):
-        raise ConfigurationError(
-            "auth.implicit_refresh_middleware was registered before install(): it would re-mint revoked "
-            "tokens. Call authx_epoch.install() first, then app.middleware('http')(auth.implicit_refresh_middleware)"
-        )
+    original_middleware = auth.implicit_refresh_middleware
+    if app is not None and original_middleware in _registered_dispatchers(app):
+        raise ConfigurationError(_MIDDLEWARE_ORDER)
     config = auth.config
     longest = max(
         (value for value in (config.JWT_ACCESS_TOKEN_EXPIRES, config.JWT_REFRESH_TOKEN_EXPIRES) if value),
         default=dt.timedelta(days=30),
     )
     backend = open_store(store)
+    # Built before anything is wrapped: its minter keeps AuthX's own methods (see AuthxMinter).
     revocation = EpochRevocation(
         backend,
         claims=claims,
@@ -217,24 +299,41 @@ def install(
     except StoreUnavailableError as exc:
         raise ConfigurationError(f"the revocation store cannot be set up: {exc}") from exc
 
+    installation = _Installation(revocation, original_middleware, _JustChecked())
+    if app is not None:
+        _attach(app)
     _wrap_minting(auth, revocation)
+    _wrap_verify(auth, installation)
     _wrap_sessions(auth, revocation)
     _replace_implicit_refresh(auth, revocation)
-    _register_callback(auth, revocation)
+    _watch_requests(auth, installation)
+    _register_callback(auth, installation)
     if app is not None:
-        app.add_exception_handler(StoreUnavailableError, _store_unavailable)  # type: ignore[arg-type]
         app.state.authx_epoch = revocation
-    setattr(auth, _INSTALLED, revocation)
+    _INSTALLS[auth] = installation
     return revocation
 
 
 def installed(auth: AuthX[Any]) -> Optional[EpochRevocation]:
     """Return the service installed on ``auth``, or ``None``."""
-    found = getattr(auth, _INSTALLED, None)
-    return found if isinstance(found, EpochRevocation) else None
+    found = _INSTALLS.get(auth)
+    return found.revocation if found is not None else None
 
 
-def _register_callback(auth: AuthX[Any], revocation: EpochRevocation) -> None:
+def _attach(app: FastAPI) -> None:
+    """The 503 handler and the per-request scopes, once per app."""
+    if any(getattr(middleware, "cls", None) is _RequestScopes for middleware in app.user_middleware):
+        return
+    try:
+        app.add_middleware(_RequestScopes)
+    except RuntimeError as exc:
+        raise ConfigurationError(f"install(app=...) must run before the app serves requests: {exc}") from exc
+    app.add_exception_handler(StoreUnavailableError, _store_unavailable)  # type: ignore[arg-type]
+
+
+def _register_callback(auth: AuthX[Any], installation: _Installation) -> None:
+    revocation = installation.revocation
+    checked = installation.checked
     if revocation._core.reads_inline:
         # A local store answers without waiting, so the callback is a plain function: AuthX then
         # calls it without building and awaiting a coroutine, which is most of what a check with
@@ -244,7 +343,10 @@ def _register_callback(auth: AuthX[Any], revocation: EpochRevocation) -> None:
         def is_token_revoked(token: str, **kwargs: Any) -> bool:
             if type(token) is _Probe:
                 return True
-            return check(token)
+            if check(token):
+                return True
+            checked.note(token)
+            return False
 
         auth.set_token_blocklist(is_token_revoked)
     else:
@@ -253,7 +355,10 @@ def _register_callback(auth: AuthX[Any], revocation: EpochRevocation) -> None:
         async def is_token_revoked_async(token: str, **kwargs: Any) -> bool:
             if type(token) is _Probe:
                 return True
-            return await check_async(token)
+            if await check_async(token):
+                return True
+            checked.note(token)
+            return False
 
         # A plain coroutine function: AuthX picks sync or async with iscoroutinefunction.
         auth.set_token_blocklist(is_token_revoked_async)
@@ -301,10 +406,26 @@ def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
     create_refresh_token.__doc__ = original_refresh.__doc__
     auth.create_access_token = create_access_token  # type: ignore[method-assign]
     auth.create_refresh_token = create_refresh_token  # type: ignore[method-assign]
-    # Kept for the implicit refresh, which must re-mint without restamping, and for the session
-    # helpers, which stamp a pair with one store write.
-    auth._authx_epoch_unstamped_access = original_access  # type: ignore[attr-defined]
-    auth._authx_epoch_unstamped_refresh = original_refresh  # type: ignore[attr-defined]
+
+
+def _wrap_verify(auth: AuthX[Any], installation: _Installation) -> None:
+    """Make ``verify_token`` refuse revoked tokens: every path that says "valid" asks the store."""
+    original = auth.verify_token
+    checked = installation.checked
+    check = installation.revocation.sync.is_token_revoked
+
+    def verify_token(
+        token: RequestToken, verify_type: bool = True, verify_fresh: bool = False, verify_csrf: bool = True
+    ) -> TokenPayload:
+        payload = original(token, verify_type=verify_type, verify_fresh=verify_fresh, verify_csrf=verify_csrf)
+        raw = token.token
+        # The dependencies' callback asked the store an instant ago, with no await in between.
+        if not checked.take(raw) and check(raw):
+            raise RevokedTokenError("Token has been revoked", login_type=auth.login_type)
+        return payload
+
+    verify_token.__doc__ = original.__doc__
+    auth.verify_token = verify_token  # type: ignore[method-assign]
 
 
 def _wrap_sessions(auth: AuthX[Any], revocation: EpochRevocation) -> None:
@@ -326,7 +447,7 @@ def _wrap_sessions(auth: AuthX[Any], revocation: EpochRevocation) -> None:
 
 
 def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> None:
-    mint = auth._authx_epoch_unstamped_access  # type: ignore[attr-defined]
+    minter = revocation._core.authx("the implicit refresh")
     enabled = auth._implicit_refresh_enabled_for_request
 
     async def implicit_refresh_middleware(
@@ -335,21 +456,52 @@ def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> 
         response = await call_next(request)
         if not (auth.config.has_location("cookies") and enabled(request)):
             return response
-        # Store trouble (StoreUnavailableError is an AuthXException) means: no refresh, never a
-        # token minted without a check.
+        # AuthX's errors and store trouble (StoreUnavailableError is an AuthXException) mean: no
+        # renewal, never a token minted without a check.
         with contextlib.suppress(AuthXException):
             token = await auth.get_access_token_from_request(request, locations=["cookies"])
-            if await revocation.is_token_revoked(token.token):
-                return response
-            payload = auth.verify_token(token, verify_fresh=False, verify_csrf=False)
+            payload = minter.verify(token, verify_fresh=False, verify_csrf=False)
             if payload.time_until_expiry < auth.config.JWT_IMPLICIT_REFRESH_DELTATIME:
-                # Keep the presented token's stamps and session: a re-mint is not a new login.
-                new_token = mint(uid=payload.sub, fresh=False, data=_carried_claims(payload), scopes=payload.scopes)
-                auth.set_access_cookies(new_token, response=response)
+                renewed = await revocation._renew(token.token, payload)
+                if renewed is not None:
+                    auth.set_access_cookies(renewed, response=response)
         return response
 
     implicit_refresh_middleware.__doc__ = auth.implicit_refresh_middleware.__doc__
     auth.implicit_refresh_middleware = implicit_refresh_middleware  # type: ignore[method-assign]
+
+
+def _watch_requests(auth: AuthX[Any], installation: _Installation) -> None:
+    """At every AuthX dependency: the request's scope, its 503 handler, and AuthX's own middleware found out.
+
+    AuthX's dependencies call ``ensure_request_exception_handlers(request)`` first; it is the one
+    place where the library sees the request and the app without having been given them. There it
+    makes sure the request has a scope for its authorities, adds the 503 handler for apps installed
+    without ``app=`` (as AuthX adds its own handlers), and refuses every request of an app that
+    registered AuthX's own implicit-refresh middleware before ``install()`` (which
+    ``install(app=...)`` refuses at once).
+    """
+    original = auth.ensure_request_exception_handlers
+    apps = installation.apps
+    middleware = installation.original_middleware
+
+    def ensure_request_exception_handlers(request: Request) -> None:
+        original(request)
+        enter_request(request.scope)
+        handlers = request.scope.get("starlette.exception_handlers")
+        if handlers is not None and StoreUnavailableError not in handlers[0]:
+            handlers[0][StoreUnavailableError] = _store_unavailable
+        app = request.scope.get("app")
+        if app is None:
+            return
+        wrong_order = apps.get(app)
+        if wrong_order is None:
+            wrong_order = apps[app] = middleware in _registered_dispatchers(app)
+        if wrong_order:
+            raise ConfigurationError(_MIDDLEWARE_ORDER)
+
+    ensure_request_exception_handlers.__doc__ = original.__doc__
+    auth.ensure_request_exception_handlers = ensure_request_exception_handlers  # type: ignore[method-assign]
 
 
 __all__ = ["DEFAULT_STORE", "STORE_UNAVAILABLE_MESSAGE", "install", "installed"]

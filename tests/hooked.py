@@ -1,0 +1,97 @@
+"""A store wrapper running a hook before chosen operations: another request's write, between a check and its act.
+
+This is how the tests inject latency into a check-then-act without a sleep in the library: the
+hook runs a whole other request (a "log out everywhere", a logout) at the exact point where a
+busy store, a GC pause or a slow network would have let it land.
+
+    hooked = HookedStore(store)
+    hooked.before("issue", lambda: other.sync.bump_user_epoch("alice"))   # once, on either side
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, Optional, Union
+
+from authx_epoch.stores import Store
+
+Hook = Callable[[], Union[Awaitable[None], None]]
+
+
+def elsewhere(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``func`` in a context of its own, as another request (or process) would: it shares no request scope."""
+    return contextvars.Context().run(func, *args, **kwargs)
+
+
+class _Side:
+    def __init__(self, inner: Any, owner: HookedStore, is_async: bool) -> None:
+        self._inner = inner
+        self._owner = owner
+        self._async = is_async
+        self.kind = inner.kind
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._inner, name)
+        if not callable(target) or name.startswith("_"):
+            return target
+        owner = self._owner
+        if self._async:
+
+            async def call_async(*args: Any, **kwargs: Any) -> Any:
+                hook = owner.take(name)
+                if hook is not None:
+                    done = hook()
+                    if inspect.isawaitable(done):
+                        await done
+                return await target(*args, **kwargs)
+
+            return call_async
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            hook = owner.take(name)
+            if hook is not None:
+                done = hook()
+                assert not inspect.isawaitable(done), f"the sync side's {name} cannot wait for a coroutine"
+            return target(*args, **kwargs)
+
+        return call
+
+
+class HookedStore:
+    """A store that runs one-shot hooks before chosen operations of its sync or async side."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self._hooks: dict[str, list[Hook]] = {}
+        self.fired: list[str] = []
+        self._sync = _Side(inner.sync, self, is_async=False)
+        self._aio = _Side(inner.aio, self, is_async=True)
+
+    @property
+    def sync(self) -> Any:
+        return self._sync
+
+    @property
+    def aio(self) -> Any:
+        return self._aio
+
+    def before(self, operation: str, hook: Hook) -> None:
+        """Run ``hook`` the next time ``operation`` is called, on either side (once)."""
+        self._hooks.setdefault(operation, []).append(hook)
+
+    def take(self, operation: str) -> Optional[Hook]:
+        hooks = self._hooks.get(operation)
+        if not hooks:
+            return None
+        self.fired.append(operation)
+        return hooks.pop(0)
+
+    def pending(self) -> list[str]:
+        return [name for name, hooks in self._hooks.items() for _ in hooks]
+
+    def close(self) -> None:
+        closer = getattr(self.inner, "close", None)
+        if closer is not None:
+            closer()
