@@ -170,6 +170,7 @@ class _Recorder:
         data = {
             "exitstatus": int(exitstatus),
             "installs": _run.installs,
+            "window": _run.window is not None,
             "decisions": dict(_run.decisions),
             "coverage": _run.coverage,
             "tests": self.outcomes,

@@ -47,6 +47,7 @@ class SuiteRun:
     tests: dict[str, dict[str, str]]
     exitstatus: int
     installs: int
+    window: bool
     decisions: dict[str, int]
     coverage: dict[str, dict[str, int]]
     seconds: float
@@ -179,6 +180,7 @@ def run_both(workdir: Path, *, no_window: bool = False) -> tuple[SuiteRun, Suite
                 tests=data["tests"],
                 exitstatus=data["exitstatus"],
                 installs=data["installs"],
+                window=data["window"],
                 decisions=data["decisions"],
                 coverage=data["coverage"],
                 seconds=seconds,
@@ -212,7 +214,8 @@ def summary(without: SuiteRun, with_library: SuiteRun, found: list[Difference]) 
         f"AuthX {version('authx')}, suite from {suite_source()}",
         f"without authx-epoch: {counts(without)} (exit {without.exitstatus}, {without.seconds:.1f} s)",
         f"with authx-epoch:    {counts(with_library)} (exit {with_library.exitstatus}, {with_library.seconds:.1f} s)",
-        f"installed on {with_library.installs} AuthX instances in {len(with_library.coverage)} tests; "
+        f"installed on {with_library.installs} AuthX instances in {len(with_library.coverage)} tests "
+        f"(migration window {'open' if with_library.window else 'closed: unstamped tokens refused'}); "
         f"the library's check ran in {sum(1 for c in coverage if c['checks'])} tests "
         f"({', '.join(f'{n} {reason}' for reason, n in sorted(with_library.decisions.items())) or 'no checks'}); "
         f"{sum(1 for c in coverage if c['callbacks_replaced'])} tests replaced its blocklist callback with their own",
