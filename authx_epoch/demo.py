@@ -28,7 +28,6 @@ import hmac
 import os
 import secrets
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Optional
@@ -39,7 +38,7 @@ from pydantic import BaseModel
 
 from authx_epoch.errors import ConfigurationError
 from authx_epoch.integrations.authx import DEFAULT_STORE, install
-from authx_epoch.revocation import Clock, EpochRevocation
+from authx_epoch.revocation import Clock, EpochRevocation, wall_clock
 from authx_epoch.sessions import SessionTokens
 
 #: The environment variable holding the demo's JWT secret.
@@ -174,7 +173,7 @@ def _secret() -> str:
     return secrets.token_urlsafe(32)
 
 
-def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None, clock: Clock = time.time) -> FastAPI:
+def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None, clock: Clock = wall_clock) -> FastAPI:
     """Build the demo app over ``store``.
 
     Args:

@@ -49,6 +49,16 @@ logger = logging.getLogger("authx_epoch")
 #: Returns the current time in Unix seconds; injectable so tests never sleep.
 Clock = Callable[[], float]
 
+
+def wall_clock() -> float:
+    """The default clock: ``time.time()``, looked up at every call.
+
+    Not ``time.time`` itself: a default bound at import would escape the tools that move time in
+    an application's tests (freezegun patches the module attribute), so tokens minted in frozen
+    time would be judged in real time.
+    """
+    return time.time()
+
 #: The longest ``reason`` a bump keeps, in characters.
 MAX_REASON_LENGTH = 500
 #: The longest user id or session id accepted by the public methods, in characters.
@@ -678,7 +688,7 @@ class EpochRevocation:
         store: Store,
         *,
         claims: Optional[ClaimNames] = None,
-        clock: Clock = time.time,
+        clock: Clock = wall_clock,
         fail_open: bool = False,
         accept_unstamped_until: Optional[dt.datetime] = None,
         revocation_leeway: dt.timedelta = dt.timedelta(seconds=60),

@@ -864,3 +864,17 @@ async def test_a_durable_store_remembers_when_it_was_first_set_up(sqlite_path: P
     again = await second.rev.get_global_record()
     assert again == created
     second.rev.store.sync.close()
+
+
+def test_the_default_clock_follows_freezegun(store_url: str) -> None:
+    # Apps test with frozen time; the default clock reads time.time() at every call, so tokens minted
+    # and checked in frozen time are judged in frozen time (a default bound at import would not be).
+    from freezegun import freeze_time
+
+    h = build_app(store_url)
+    with freeze_time("2023-05-01 12:00:00"):
+        token = h.auth.create_access_token(uid="alice")
+        assert h.rev.sync.check(token).reason is Reason.ACCEPTED
+        h.rev.sync.bump_user_epoch("alice")
+        assert h.rev.sync.check(token).reason is Reason.USER_EPOCH
+    h.rev.store.sync.close()

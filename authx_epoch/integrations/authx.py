@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authx_epoch.authority import close_scope, enter_request, open_scope
 from authx_epoch.claims import ClaimNames, session_id_of, stamp_claims
 from authx_epoch.errors import ConfigurationError, InvalidArgumentError, StoreUnavailableError
-from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation
+from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation, wall_clock
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import StoreSpec, open_store
 
@@ -225,7 +225,7 @@ def install(
     revocation_leeway: dt.timedelta = dt.timedelta(seconds=60),
     max_token_lifetime: Optional[dt.timedelta] = None,
     session_lifetime: Optional[dt.timedelta] = None,
-    clock: Clock = time.time,
+    clock: Clock = wall_clock,
     on_decision: Optional[DecisionHook] = None,
     refresh_reuse_grace: dt.timedelta = DEFAULT_REFRESH_REUSE_GRACE,
 ) -> EpochRevocation:
