@@ -59,6 +59,7 @@ def wall_clock() -> float:
     """
     return time.time()
 
+
 #: The longest ``reason`` a bump keeps, in characters.
 MAX_REASON_LENGTH = 500
 #: The longest user id or session id accepted by the public methods, in characters.
