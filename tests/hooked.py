@@ -15,7 +15,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, Optional, Union
 
-from authx_epoch.stores import Store
+from authx_epoch.stores import AsyncFromSync, Store
 
 Hook = Callable[[], Union[Awaitable[None], None]]
 
@@ -67,7 +67,11 @@ class HookedStore:
         self._hooks: dict[str, list[Hook]] = {}
         self.fired: list[str] = []
         self._sync = _Side(inner.sync, self, is_async=False)
-        self._aio = _Side(inner.aio, self, is_async=True)
+        self._aio: Any = _Side(inner.aio, self, is_async=True)
+        if type(inner.aio) is AsyncFromSync:
+            # A local store: keep the production path (async reads inline through the sync side),
+            # so the hooks are the sync side's.
+            self._aio = AsyncFromSync(self._sync, offload_writes=inner.aio.offload_writes)  # type: ignore[arg-type]
 
     @property
     def sync(self) -> Any:

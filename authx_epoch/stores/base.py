@@ -221,11 +221,12 @@ class AsyncFromSync:
     def __init__(self, sync: SyncStore, *, offload_writes: bool) -> None:
         """Wrap ``sync``; ``offload_writes`` moves writes to a worker thread."""
         self._sync = sync
-        self._offload = offload_writes
+        #: Whether writes run in a worker thread.
+        self.offload_writes = offload_writes
         self.kind = sync.kind
 
     async def _write(self, func: Callable[..., _R], *args: object) -> _R:
-        if self._offload:
+        if self.offload_writes:
             return await asyncio.to_thread(func, *args)
         return func(*args)
 

@@ -9,7 +9,10 @@ where the model accepts it, never accepted where the model rejects it.
 Sessions are modelled with their rotation: ``create_token_pair`` opens one, ``rotate_refresh_token``
 (async, sync, or through HTTP) must answer exactly what the model's session record says (a new
 pair, the grace pair, ``RefreshTokenReusedError`` with the whole session revoked, or a refusal),
-and after a loss of state a rotation is refused, never answered with a new pair. Each model
+and after a loss of state a rotation is refused, never answered with a new pair. A rotation can
+straddle a bump or a logout: the store runs it between the rotation's check and its stamp read
+(``tests/hooked.py``); then the rotation is refused and nothing moves, unless the bump was another
+user's. Each model
 generation is tied to the one number the store handed out for it, so a generation handed out
 twice, or a pair stamped with a stale one, fails the test.
 
@@ -50,6 +53,7 @@ from authx_epoch import EpochRevocation, RefreshTokenReusedError, SessionTokens
 from authx_epoch.records import RECORD_SLACK, RotationStatus
 from authx_epoch.stores import Store
 from tests.conftest import FakeClock
+from tests.hooked import HookedStore, elsewhere
 from tests.properties import evidence
 
 SECRET = "authx-epoch-model-test-secret-0123456789abcdef"
@@ -224,7 +228,7 @@ def _revoked(until: Optional[float], now: float) -> bool:
     return until is not None and until > now + BOUNDARY
 
 
-def build_app(store: Store, clock: FakeClock) -> tuple[FastAPI, AuthX[Any], EpochRevocation]:
+def build_app(store: Store | HookedStore, clock: FakeClock) -> tuple[FastAPI, AuthX[Any], EpochRevocation]:
     """The application under test: AuthX's error handlers, authx-epoch, and four routes."""
     app = FastAPI()
     auth: AuthX[Any] = AuthX(
@@ -286,7 +290,8 @@ class EpochMachine(RuleBasedStateMachine):
         evidence.add(f"model.examples.{self.label}")
         self.store.sync.wipe()
         self.clock = FakeClock()
-        self.app, self.auth, self.rev = build_app(self.store, self.clock)
+        self.hooked = HookedStore(self.store)
+        self.app, self.auth, self.rev = build_app(self.hooked, self.clock)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://testserver")
         self.model = Model()
         self.tokens: list[Minted] = []
@@ -504,6 +509,50 @@ class EpochMachine(RuleBasedStateMachine):
         if again_after is not None:
             self.clock.advance(again_after)
             self._rotate(minted, "http" if via != "http" else "async")
+
+    @rule(
+        index=st.integers(min_value=0, max_value=10_000),
+        via=st.sampled_from(("async", "sync", "http")),
+        what=st.sampled_from(("user", "global", "session", "other user")),
+    )
+    def rotate_straddling_a_logout(self, index: int, via: str, what: str) -> None:
+        """A thief's refresh and the victim's logout: the logout lands between the check and the stamp read."""
+        minted = self._pick_refresh(index, "current")
+        if minted is None or minted.sid is None or self.model.expect(minted, self.clock()) is None:
+            return
+        sid, uid = minted.sid, minted.uid
+        other = next(name for name in UIDS if name != uid)
+        now = self.clock()
+
+        def logout() -> None:
+            if what == "user":
+                elsewhere(self.rev.sync.bump_user_epoch, uid, reason="logout_all")
+                self.model.user_versions[uid] = self.model.user_versions.get(uid, 0) + 1
+            elif what == "global":
+                elsewhere(self.rev.sync.bump_global_epoch, reason="incident")
+                self.model.global_version += 1
+            elif what == "session":
+                elsewhere(self.rev.sync.revoke_session, sid)
+                self.model.revoke_session(sid, now + SESSION_LIFETIME + LEEWAY, now)
+            else:
+                elsewhere(self.rev.sync.bump_user_epoch, other, reason="unrelated")
+                self.model.user_versions[other] = self.model.user_versions.get(other, 0) + 1
+
+        self.hooked.before("issue", logout)
+        if what == "other user":
+            self._rotate(minted, via)  # another user's logout changes nothing here
+        else:
+            pair, error = self._rotate_via(minted.token, via)
+            assert pair is None, f"a rotation straddling a {what} logout minted a pair"
+            assert error is RevokedTokenError, error
+            evidence.add(f"model.straddling_rotations_refused.{self.label}")
+        assert self.hooked.fired[-1:] == ["issue"] and not self.hooked.pending(), "the logout did not land"
+        record = self.rev.sync.get_session_record(sid)
+        assert record is not None
+        if what != "other user":
+            # Nothing moved: the session's generation is the model's, revoked only if logged out.
+            assert record.generation == self.handed_out[(sid, self.model.sessions[sid].generation)]
+            assert record.revoked == (what == "session")
 
     @precondition(lambda self: any(minted.kind == "refresh" for minted in self.tokens))
     @rule(
