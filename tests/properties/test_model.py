@@ -546,7 +546,8 @@ class EpochMachine(RuleBasedStateMachine):
             assert pair is None, f"a rotation straddling a {what} logout minted a pair"
             assert error is RevokedTokenError, error
             evidence.add(f"model.straddling_rotations_refused.{self.label}")
-        assert self.hooked.fired[-1:] == ["issue"] and not self.hooked.pending(), "the logout did not land"
+        assert self.hooked.fired[-1:] == ["issue"], "the logout did not land"
+        assert not self.hooked.pending()
         record = self.rev.sync.get_session_record(sid)
         assert record is not None
         if what != "other user":
