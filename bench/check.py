@@ -1,8 +1,10 @@
 """Per check: microseconds per blocklist call, next to PyJWT's own work on the same token.
 
-Two figures per variant: through AuthX (``await auth.is_token_in_blocklist(token)``, what a request
-pays) and the registered callback alone. The references time PyJWT's HS256 verify-and-decode and
-its decode without verification of the same token, and the claim reader on a memo miss.
+Three figures per variant: through AuthX (``await auth.is_token_in_blocklist(token)``, what a request
+pays), the registered callback alone, and AuthX's ``verify_token`` (the optional-auth path, which
+authx-epoch makes ask the store too; it is sync, so on a network store it blocks for one round
+trip). The references time PyJWT's HS256 verify-and-decode and its decode without verification of
+the same token, and the claim reader on a memo miss.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
+from authx.schema import RequestToken
 
 from authx_epoch.claims import ClaimReader
 from bench.stats import summary
@@ -55,12 +58,19 @@ def _time_sync(func: Callable[[], Any], count: int) -> float:
     return (time.perf_counter() - started) / count * 1e6
 
 
+def _time_verify(built: Built, token: str, count: int) -> float:
+    request_token = RequestToken(token=token, location="headers")
+    verify = built.auth.verify_token
+    return _time_sync(lambda: verify(request_token), count)
+
+
 async def run(
     built_variants: Sequence[Built], tokens: dict[str, list[str]], rounds: int, quick: bool
 ) -> dict[str, Any]:
     """Time every variant and the references in ``rounds`` interleaved rounds."""
     authx_us: dict[str, list[float]] = {b.variant.name: [] for b in built_variants}
     callback_us: dict[str, list[float]] = {b.variant.name: [] for b in built_variants}
+    verify_us: dict[str, list[float]] = {b.variant.name: [] for b in built_variants}
     reference_token = tokens["epoch-memory"][0] if "epoch-memory" in tokens else tokens["floor"][0]
     cold_reader = ClaimReader(memo_size=0)
     references: dict[str, Callable[[], Any]] = {
@@ -76,11 +86,17 @@ async def run(
             count = _batch_size(built, quick)
             authx_us[built.variant.name].append(await _time_authx(built, token, count))
             callback_us[built.variant.name].append(await _time_callback(built, token, count))
+            verify_us[built.variant.name].append(_time_verify(built, token, count))
         for name, func in references.items():
             reference_us[name].append(_time_sync(func, 200 if quick else 5_000))
     return {
         "variants": {
-            name: {"authx_us": summary(authx_us[name]), "callback_us": summary(callback_us[name])} for name in authx_us
+            name: {
+                "authx_us": summary(authx_us[name]),
+                "callback_us": summary(callback_us[name]),
+                "verify_token_us": summary(verify_us[name]),
+            }
+            for name in authx_us
         },
         "references": {name: summary(values) for name, values in reference_us.items()},
     }
