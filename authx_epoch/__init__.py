@@ -21,6 +21,7 @@ from authx_epoch.errors import (
     ConfigurationError,
     InvalidArgumentError,
     InvalidTokenError,
+    MissingAwaitError,
     RefreshTokenReusedError,
     StoreUnavailableError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidTokenError",
     "MemoryStore",
+    "MissingAwaitError",
     "Reason",
     "RefreshTokenReusedError",
     "RotationOutcome",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Protocol, Union
+from typing import Any, Optional, ParamSpec, Protocol, TypeVar, Union
 
+import anyio.from_thread
 from authx import AuthX
 from authx.exceptions import RevokedTokenError
 from authx.schema import TokenPayload
@@ -28,6 +30,7 @@ from authx_epoch.errors import (
     ConfigurationError,
     InvalidArgumentError,
     InvalidTokenError,
+    MissingAwaitError,
     RefreshTokenReusedError,
     StoreUnavailableError,
 )
@@ -127,6 +130,47 @@ def _require_unicode(text: str, name: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidArgumentError(f"{name} holds a lone surrogate, which is not valid Unicode text") from None
+
+
+def _in_a_worker_thread() -> bool:
+    """Whether this thread runs no event loop but serves one: a ``def`` endpoint or dependency of an ASGI app."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return False
+    try:
+        anyio.from_thread.check_cancelled()
+    except RuntimeError:
+        return False  # a plain thread: it may well run the coroutine itself (asyncio.run)
+    return True
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _awaited(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Make a coroutine method fail at the call where nothing could ever await it.
+
+    In a ``def`` endpoint (a worker thread of the app's event loop), ``revocation.revoke_token(p)``
+    without ``await`` would return a coroutine that never runs: the revocation would silently not
+    happen. There the call raises at once, naming the blocking twin to use instead.
+    """
+
+    @functools.wraps(method)
+    def call(*args: _P.args, **kwargs: _P.kwargs) -> Coroutine[Any, Any, _R]:
+        if _in_a_worker_thread():
+            name = method.__name__
+            raise MissingAwaitError(
+                f"revocation.{name}() is a coroutine, and this is a worker thread of the event loop (a `def` "
+                f"endpoint or dependency): nothing would await it and it would never run. Call "
+                f"revocation.sync.{name}(...) here, or make the endpoint `async def` and await it"
+            )
+        return method(*args, **kwargs)
+
+    return call
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -747,6 +791,7 @@ class EpochRevocation:
         """The claim names this service stamps and reads."""
         return self._core.names
 
+    @_awaited
     async def check(self, token: str) -> Decision:
         """Decide whether ``token`` is accepted now, and why, in one store lookup.
 
@@ -800,6 +845,7 @@ class EpochRevocation:
             authority.grant(Authority.of(claims, state))
         return not decision.accepted
 
+    @_awaited
     async def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
         """Revoke every token of ``uid`` minted before this call (logout everywhere, password change).
 
@@ -819,6 +865,7 @@ class EpochRevocation:
         logger.info("user epoch bumped: uid=%r reason=%r", _short(uid), why)
         return record
 
+    @_awaited
     async def bump_global_epoch(self, *, reason: Optional[str] = None) -> EpochRecord:
         """Revoke every token of every user minted before this call (a leaked key, an incident)."""
         core = self._core
@@ -828,6 +875,7 @@ class EpochRevocation:
         logger.warning("global epoch bumped: reason=%r", why)
         return record
 
+    @_awaited
     async def revoke_token(self, token: Union[str, TokenPayload]) -> None:
         """Revoke one token by its ``jti``; the entry lives until the token's ``exp`` plus the leeway.
 
@@ -844,6 +892,7 @@ class EpochRevocation:
         if target is not None:
             await core.aio.revoke_token(*target, now)
 
+    @_awaited
     async def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
         """Revoke every token minted for ``session_id`` (access and refresh).
 
@@ -856,6 +905,7 @@ class EpochRevocation:
         sid, now = core.session_id(session_id), core.clock()
         await core.aio.revoke_session(sid, core.session_expiry(now, expires_at), now)
 
+    @_awaited
     async def create_token_pair(
         self,
         uid: str,
@@ -910,6 +960,7 @@ class EpochRevocation:
         stamps = await core.aio.issue(plan.uid, now, plan.expires_at + core.leeway, plan.session_id)
         return minter.mint(plan, await self._vetted(plan.uid, stamps, plan.session_id, now))
 
+    @_awaited
     async def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
         """Trade a refresh token for the next pair of its session, detecting reuse (RFC 9700, 4.14.2).
 
@@ -944,6 +995,7 @@ class EpochRevocation:
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 
+    @_awaited
     async def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
         """Return the session's record (generation, expiry, revoked flag), or ``None``."""
         core = self._core
@@ -978,6 +1030,7 @@ class EpochRevocation:
                 return None
         return minter.renew(payload, verdict.stamps)
 
+    @_awaited
     async def issue_stamps(self, uid: str, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``.
 
@@ -998,15 +1051,18 @@ class EpochRevocation:
             core.still_accepted(claims, await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now), now)
         return verdict.stamps
 
+    @_awaited
     async def get_user_record(self, uid: str) -> Optional[EpochRecord]:
         """Return the user's record (epoch, when and why it last moved), or ``None``."""
         core = self._core
         return await core.aio.get_user(core.uid(uid), core.clock())
 
+    @_awaited
     async def get_global_record(self) -> Optional[EpochRecord]:
         """Return the global record, or ``None`` if the store has lost it."""
         return await self._core.aio.get_global(self._core.clock())
 
+    @_awaited
     async def stats(self) -> StoreStats:
         """Count what the store holds."""
         return await self._core.aio.stats(self._core.clock())

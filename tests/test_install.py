@@ -878,3 +878,103 @@ def test_the_default_clock_follows_freezegun(store_url: str) -> None:
         h.rev.sync.bump_user_epoch("alice")
         assert h.rev.sync.check(token).reason is Reason.USER_EPOCH
     h.rev.store.sync.close()
+
+
+# -- mistakes that would silently switch revocation off --------------------------------------
+
+
+async def test_a_def_endpoint_calling_the_async_api_without_await_fails_at_the_call(h: Harness) -> None:
+    # Without the check the coroutine would be dropped: a 200, and the token still working.
+    from authx_epoch import MissingAwaitError
+
+    @h.app.post("/sync-logout")
+    def sync_logout(payload: TokenPayload = Depends(h.auth.access_token_required)) -> dict[str, str]:  # noqa: B008
+        h.rev.revoke_token(payload)  # type: ignore[unused-coroutine]
+        return {}
+
+    @h.app.post("/sync-logout-all")
+    def sync_logout_all(payload: TokenPayload = Depends(h.auth.access_token_required)) -> dict[str, str]:  # noqa: B008
+        h.rev.bump_user_epoch(payload.sub)  # type: ignore[unused-coroutine]
+        return {}
+
+    token = h.auth.create_access_token(uid="alice")
+    for path in ("/sync-logout", "/sync-logout-all"):
+        async with client(h.app) as c:
+            with pytest.raises(MissingAwaitError, match=r"revocation\.sync\."):
+                await c.post(path, headers=bearer(token))
+    assert await status(h.app, token) == 200  # nothing happened, and the caller was told
+
+
+async def test_the_sync_twin_is_the_way_in_a_def_endpoint(h: Harness) -> None:
+    @h.app.post("/sync-logout")
+    def sync_logout(payload: TokenPayload = Depends(h.auth.access_token_required)) -> dict[str, str]:  # noqa: B008
+        h.rev.sync.revoke_token(payload)
+        return {}
+
+    token = h.auth.create_access_token(uid="alice")
+    async with client(h.app) as c:
+        assert (await c.post("/sync-logout", headers=bearer(token))).status_code == 200
+    assert await status(h.app, token) == 401
+
+
+def test_a_coroutine_built_outside_a_loop_still_runs_with_asyncio_run(store_url: str, clock: FakeClock) -> None:
+    # Scripts do this; it is not the mistake above.
+    import asyncio
+
+    h = build_app(store_url, clock=clock)
+    record = asyncio.run(h.rev.bump_user_epoch("alice"))
+    assert record.epoch > 0
+    h.rev.store.sync.close()
+
+
+@pytest.mark.parametrize("theirs_async", [False, True])
+async def test_a_blocklist_registered_after_install_joins_the_check(h: Harness, theirs_async: bool) -> None:
+    # AuthX's guide registers its own blocklist; doing so after install() must not switch ours off.
+    theirs: set[str] = set()
+
+    def sync_callback(token: str, **_: Any) -> bool:
+        return token in theirs
+
+    async def async_callback(token: str, **_: Any) -> bool:
+        return token in theirs
+
+    h.auth.set_token_blocklist(async_callback if theirs_async else sync_callback)
+    bumped, listed, fine = (h.auth.create_access_token(uid=uid) for uid in ("alice", "bob", "carol"))
+    await h.rev.bump_user_epoch("alice")
+    theirs.add(listed)
+    assert await status(h.app, bumped) == 401
+    assert await status(h.app, listed) == 401
+    assert await status(h.app, fine) == 200
+
+
+async def test_without_the_app_store_trouble_is_still_a_503_everywhere(sqlite_path: Path, clock: FakeClock) -> None:
+    # install() without app=: never a 500. Until an AuthX dependency has served a request, a path
+    # outside them (a login that mints) gets FastAPI's own 503; AuthX's dependencies register the
+    # handlers of their errors with the app when they first run (AuthX's own way), and the library
+    # registers its 503 with them, in AuthX's shape, for every path from then on.
+    app = FastAPI()
+    auth = make_auth()
+    auth.handle_errors(app)
+    rev = authx_epoch.install(auth, store=f"sqlite:///{sqlite_path}", clock=clock)
+    add_routes(app, auth)
+    access = auth.create_access_token(uid="alice", fresh=True, scopes=["read"])
+    async with client(app) as c:
+        with store_down(sqlite_path):
+            first = await c.post("/login", params={"uid": "b"})
+            assert (first.status_code, first.json()) == (503, {"detail": STORE_UNAVAILABLE_MESSAGE})
+            assert first.headers.get("retry-after") == "1"
+            for path in ("/protected", "/fresh", "/scoped", "/limited"):
+                r = await c.get(path, headers=bearer(access))
+                assert (r.status_code, r.json(), r.headers.get("retry-after")) == (503, UNAVAILABLE, "1"), path
+            again = await c.post("/login", params={"uid": "b"})
+            assert (again.status_code, again.json()) == (503, UNAVAILABLE)
+        assert (await c.get("/protected", headers=bearer(access))).status_code == 200
+    rev.store.sync.close()
+
+
+def test_a_store_error_says_its_cause_in_logs_not_http() -> None:
+    from authx_epoch import StoreUnavailableError
+
+    error = StoreUnavailableError("SQLite store '/x.db' is unavailable: disk I/O error")
+    assert str(error) == "SQLite store '/x.db' is unavailable: disk I/O error"
+    assert (error.status_code, error.detail) == (503, STORE_UNAVAILABLE_MESSAGE)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
+import logging
 import threading
 import time
 import weakref
@@ -41,16 +43,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authx_epoch.authority import close_scope, enter_request, open_scope
 from authx_epoch.claims import ClaimNames, session_id_of, stamp_claims
-from authx_epoch.errors import ConfigurationError, InvalidArgumentError, StoreUnavailableError
+from authx_epoch.errors import (
+    STORE_UNAVAILABLE_MESSAGE,
+    ConfigurationError,
+    InvalidArgumentError,
+    StoreUnavailableError,
+)
 from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation, wall_clock
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import StoreSpec, open_store
 
+logger = logging.getLogger("authx_epoch")
+
 #: The embedded default store: a SQLite file in the working directory.
 DEFAULT_STORE = "sqlite:///authx-epoch.db"
-
-#: The message of the 503 answered when the store cannot be reached (fail-closed).
-STORE_UNAVAILABLE_MESSAGE = "Token revocation service unavailable, try again shortly"
 
 
 @dataclass
@@ -363,6 +369,45 @@ def _register_callback(auth: AuthX[Any], installation: _Installation) -> None:
         # A plain coroutine function: AuthX picks sync or async with iscoroutinefunction.
         auth.set_token_blocklist(is_token_revoked_async)
     _prove_callback(auth)
+    _keep_callback(auth, auth.callback_is_token_in_blocklist)
+
+
+def _keep_callback(auth: AuthX[Any], ours: Any) -> None:
+    """A blocklist callback the app registers after ``install()`` joins ours instead of replacing it.
+
+    AuthX keeps one callback; an app that follows AuthX's guide after installing the library would
+    otherwise switch the check off in silence. Both decide: a token is revoked if either says so.
+    """
+    register = auth.set_callback_token_blocklist
+
+    def set_callback_token_blocklist(callback: Any) -> None:
+        if callback is None or callback is ours:
+            register(ours)
+            return
+        logger.info("a blocklist callback registered after install() runs after authx-epoch's own check")
+        if not inspect.iscoroutinefunction(ours) and not inspect.iscoroutinefunction(callback):
+
+            def both(token: str, **kwargs: Any) -> bool:
+                return bool(ours(token, **kwargs)) or bool(callback(token, **kwargs))
+
+            register(both)
+            return
+
+        async def both_async(token: str, **kwargs: Any) -> bool:
+            revoked = ours(token, **kwargs)
+            if inspect.isawaitable(revoked):
+                revoked = await revoked
+            if revoked:
+                return True
+            theirs = callback(token, **kwargs)
+            if inspect.isawaitable(theirs):
+                theirs = await theirs
+            return bool(theirs)
+
+        register(both_async)
+
+    set_callback_token_blocklist.__doc__ = register.__doc__
+    auth.set_callback_token_blocklist = set_callback_token_blocklist  # type: ignore[method-assign]
 
 
 def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
