@@ -44,7 +44,14 @@ from authx_epoch.records import (
     StoreStats,
     unix_time,
 )
-from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, AuthxMinter, PairPlan, SessionTokens
+from authx_epoch.sessions import (
+    DEFAULT_REFRESH_REUSE_GRACE,
+    AuthxMinter,
+    PairPlan,
+    SessionTokens,
+    rotation_dependency,
+    session_dependency,
+)
 from authx_epoch.stores import AsyncFromSync, Store
 
 logger = logging.getLogger("authx_epoch")
@@ -790,6 +797,34 @@ class EpochRevocation:
     def claims(self) -> ClaimNames:
         """The claim names this service stamps and reads."""
         return self._core.names
+
+    @property
+    def rotated_tokens(self) -> Callable[..., Coroutine[Any, Any, SessionTokens]]:
+        """A FastAPI dependency: the session's next pair, for the refresh token this request presents.
+
+        It reads the refresh token wherever AuthX reads one (headers, cookies, query, JSON body, as
+        configured), verifies it exactly as ``auth.refresh_token_required`` does (CSRF included for
+        cookies), rotates it (``rotate_refresh_token``), and when the token came from cookies sets
+        the new access and refresh cookies on the response::
+
+            @app.post("/refresh")
+            async def refresh(tokens: SessionTokens = Depends(revocation.rotated_tokens)) -> SessionTokens:
+                return tokens
+        """
+        return rotation_dependency(self, self._core.authx("rotated_tokens").auth)
+
+    @property
+    def current_session(self) -> Callable[..., Coroutine[Any, Any, str]]:
+        """A FastAPI dependency: the session id of the access token this request presents.
+
+        It verifies the access token as ``auth.access_token_required`` does; a token minted without a
+        session (not by ``create_token_pair``) is answered with AuthX's 401::
+
+            @app.post("/logout-device")
+            async def logout_device(session_id: str = Depends(revocation.current_session)) -> None:
+                await revocation.revoke_session(session_id)
+        """
+        return session_dependency(self._core.authx("current_session").auth, self._core.names)
 
     @_awaited
     async def check(self, token: str) -> Decision:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from authx import AuthX
+from authx.exceptions import MissingTokenError
 from authx.schema import RequestToken, TokenPayload, TokenResponse
+from fastapi import Depends, Response
 
-from authx_epoch.claims import AUTHX_CLAIMS, ClaimNames, stamp_claims
+from authx_epoch.claims import AUTHX_CLAIMS, ClaimNames, session_id_of, stamp_claims
 from authx_epoch.records import Stamps, unix_time
 
 #: The default grace interval of refresh-token rotation (see ``install(refresh_reuse_grace=...)``).
@@ -165,4 +167,53 @@ class AuthxMinter:
         return {key: value for key, value in extra.items() if key not in AUTHX_CLAIMS and key not in self._stamp_claims}
 
 
-__all__ = ["DEFAULT_REFRESH_REUSE_GRACE", "AuthxMinter", "PairPlan", "SessionTokens", "expiry_timestamp"]
+class _Rotator(Protocol):
+    async def rotate_refresh_token(self, refresh_token: str) -> SessionTokens: ...
+
+
+def rotation_dependency(rotator: _Rotator, auth: AuthX[Any]) -> Callable[..., Coroutine[Any, Any, SessionTokens]]:
+    """Build ``EpochRevocation.rotated_tokens`` for ``auth`` (see there)."""
+    # AuthX's own dependency does the reading, the verification (CSRF included), the revocation check
+    # and the OpenAPI security scheme; REFRESH_TOKEN hands over the raw token it read (FastAPI reads
+    # the request once for both).
+    verified = Depends(auth.refresh_token_required)
+
+    async def rotated_tokens(
+        response: Response, payload: TokenPayload = verified, presented: Optional[RequestToken] = auth.REFRESH_TOKEN
+    ) -> SessionTokens:
+        if presented is None:  # refresh_token_required found it, so this cannot happen
+            raise MissingTokenError("no refresh token in the request", login_type=auth.login_type)
+        pair = await rotator.rotate_refresh_token(presented.token)
+        if presented.location == "cookies":
+            auth.set_access_cookies(pair.access_token, response)
+            auth.set_refresh_cookies(pair.refresh_token, response)
+        return pair
+
+    return rotated_tokens
+
+
+def session_dependency(auth: AuthX[Any], names: ClaimNames) -> Callable[..., Coroutine[Any, Any, str]]:
+    """Build ``EpochRevocation.current_session`` for ``auth`` (see there)."""
+    verified = Depends(auth.access_token_required)
+
+    async def current_session(payload: TokenPayload = verified) -> str:
+        session_id = session_id_of((payload.model_extra or {}).get(names.session_id))
+        if session_id is None:
+            raise MissingTokenError(
+                "this token belongs to no session: log in with create_token_pair to get one",
+                login_type=auth.login_type,
+            )
+        return session_id
+
+    return current_session
+
+
+__all__ = [
+    "DEFAULT_REFRESH_REUSE_GRACE",
+    "AuthxMinter",
+    "PairPlan",
+    "SessionTokens",
+    "expiry_timestamp",
+    "rotation_dependency",
+    "session_dependency",
+]
