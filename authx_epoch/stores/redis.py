@@ -386,7 +386,7 @@ def _close_now(client: AnyAsyncRedis) -> None:
             # What aclose() sets: the client counts as closed (redis-py 8.2 and later look at the
             # default node, earlier ones at _initialize).
             client._initialize = True
-            manager.default_node = None
+            manager.default_node = None  # type: ignore[assignment]  # redis-py types it as always set
         else:
             pool = client.connection_pool
             connections = [*pool._available_connections, *pool._in_use_connections]
