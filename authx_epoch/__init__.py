@@ -22,6 +22,7 @@ from authx_epoch.errors import (
     InvalidArgumentError,
     InvalidTokenError,
     RefreshTokenReusedError,
+    SessionOwnerError,
     StoreUnavailableError,
 )
 from authx_epoch.integrations.authx import DEFAULT_STORE, install, installed
@@ -48,6 +49,7 @@ __all__ = [
     "RefreshTokenReusedError",
     "RotationOutcome",
     "RotationStatus",
+    "SessionOwnerError",
     "SessionRecord",
     "SessionTokens",
     "SqliteStore",

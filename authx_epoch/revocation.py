@@ -543,7 +543,7 @@ class SyncEpochRevocation:
         # The stamps are read before the generation moves, so minting needs no store call after
         # it: an outage cannot strike in between and turn the client's retry into a "replay".
         stamps = core.sync.issue(plan.uid, now, until, plan.session_id)
-        outcome = core.sync.rotate_session(plan.session_id, generation, now, core.grace, until)
+        outcome = core.sync.rotate_session(plan.session_id, plan.uid, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 
@@ -824,7 +824,7 @@ class EpochRevocation:
         until = plan.expires_at + core.leeway
         # See the sync twin: stamps first, so nothing after the move can fail on the store.
         stamps = await core.aio.issue(plan.uid, now, until, plan.session_id)
-        outcome = await core.aio.rotate_session(plan.session_id, generation, now, core.grace, until)
+        outcome = await core.aio.rotate_session(plan.session_id, plan.uid, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 

@@ -25,7 +25,7 @@ def populate(store: Store) -> None:
     sync.issue("alice", NOW - 50, NOW + 900)
     first = sync.issue("alice", NOW - 40, NOW + 900, "alice-laptop").session_generation
     assert first is not None
-    sync.rotate_session("alice-laptop", first, NOW - 30, 5.0, NOW + 1000)
+    sync.rotate_session("alice-laptop", "alice", first, NOW - 30, 5.0, NOW + 1000)
     sync.bump_user("alice", NOW - 10, "password changed", NOW + 3600)
     sync.bump_user("bob", NOW - 5, None, NOW + 3600)
     sync.bump_global(NOW - 1, "key rotation")

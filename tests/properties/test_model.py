@@ -587,7 +587,7 @@ class EpochMachine(RuleBasedStateMachine):
         now = self.clock()
         generation = self.handed_out[(minted.sid, minted.gen)]
         before = self.rev.sync.get_session_record(minted.sid)
-        outcome = self.store.sync.rotate_session(minted.sid, generation, now, GRACE, now + 60.0)
+        outcome = self.store.sync.rotate_session(minted.sid, minted.uid, generation, now, GRACE, now + 60.0)
         current = self.model.live_session(minted.sid, now)
         assert outcome.status is (RotationStatus.MISSING if current is None else RotationStatus.REVOKED), outcome
         assert self.rev.sync.get_session_record(minted.sid) == before

@@ -251,7 +251,7 @@ def test_a_rotation_is_seen_at_once(cache: LocalCache) -> None:
     seed(cache)
     session = cache.sync.fetch("alice", None, "s1", NOW).session
     assert session is not None
-    outcome = cache.sync.rotate_session("s1", session.generation, NOW + 1, 10.0, NOW + HOUR)
+    outcome = cache.sync.rotate_session("s1", "alice", session.generation, NOW + 1, 10.0, NOW + HOUR)
     assert outcome.session is not None
     assert cache.sync.fetch("alice", None, "s1", NOW + 1).session == outcome.session
 

@@ -379,7 +379,7 @@ def populate(store: Store) -> None:
     # A live session of alice that has rotated once: its generation, previous one and rotation time.
     first = store.sync.issue("alice", T0, T0 + 900, "live").session_generation
     assert first is not None
-    store.sync.rotate_session("live", first, T0 + 3, 5.0, T0 + 900)
+    store.sync.rotate_session("live", "alice", first, T0 + 3, 5.0, T0 + 900)
 
 
 def snapshot(store: Store, now: float) -> dict[tuple[str, str], SnapshotEntry]:
@@ -482,7 +482,7 @@ def test_import_never_moves_a_session_back_nor_un_revokes_it(store: Store) -> No
     assert g0 is not None
     stale = store.sync.get_session("s", T0)
     assert stale is not None
-    g1 = store.sync.rotate_session("s", g0, T0 + 10, 5.0, T0 + 900).session
+    g1 = store.sync.rotate_session("s", "alice", g0, T0 + 10, 5.0, T0 + 900).session
     assert g1 is not None
     store.sync.revoke_session("dead", T0 + 900, T0)
     dead = store.sync.get_session("dead", T0)
@@ -549,7 +549,7 @@ def test_import_skips_expired_session_records(store: Store) -> None:
 
 def test_import_skips_entries_without_their_payload(store: Store) -> None:
     count = store.sync.import_entries(
-        [SnapshotEntry("user", "alice"), SnapshotEntry("token", "j"), SnapshotEntry("bogus", "x")], T0
+        [SnapshotEntry("user", "alice"), SnapshotEntry("token", "j", uid="alice"), SnapshotEntry("bogus", "x")], T0
     )
     assert count == 0
     assert store.sync.get_user("alice", T0) is None

@@ -121,7 +121,7 @@ def test_expired_rows_are_ignored_and_purged_lazily(path: Path) -> None:
 
     def rows() -> tuple[int, int]:
         # Revoked jtis, plus revoked sessions (kept as session records since rotation came in).
-        revoked = conn.execute("SELECT count(*) FROM revoked").fetchone()[0]
+        revoked = conn.execute("SELECT count(*) FROM revoked_tokens").fetchone()[0]
         revoked += conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
         users = conn.execute("SELECT count(*) FROM epochs WHERE scope != 'g'").fetchone()[0]
         return revoked, users
@@ -207,7 +207,7 @@ def test_connections_are_per_thread_and_all_closed(path: Path) -> None:
     assert len(results) == 4
     assert all(user is not None for user in results)
     store.close()
-    assert store._connections == []
+    assert store._file.connections == []
 
 
 def test_urls_and_paths_open_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
