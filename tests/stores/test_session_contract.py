@@ -223,7 +223,8 @@ def test_session_records_expire_with_the_session_and_storage_stays_per_session(s
         stamps = store.sync.issue("alice", T0, T0 + 900, f"s{i}")
         assert stamps.session_generation is not None
         for step in range(3):  # rotations add nothing: one record per session
-            rotated = store.sync.rotate_session(f"s{i}", "alice", stamps.session_generation, T0 + step + 1, 0.0, T0 + 900)
+            generation = stamps.session_generation
+            rotated = store.sync.rotate_session(f"s{i}", "alice", generation, T0 + step + 1, 0.0, T0 + 900)
             assert rotated.session is not None
             stamps = store.sync.issue("alice", T0 + step + 1, T0 + 900, f"s{i}")
     assert store.sync.stats(T0 + 10).sessions == 5
