@@ -951,11 +951,6 @@ class RedisStore:
         """
         return self._location
 
-    @property
-    def keys_prefix(self) -> str:
-        """The prefix of this namespace's keys: ``prefix`` for the root, ``prefix~namespace`` otherwise."""
-        return self._keys.keys_prefix
-
     def with_namespace(self, namespace: str) -> Store:
         """A view of the same Redis in ``namespace``, sharing this object's clients; see ``Store``."""
         view = copy.copy(self)

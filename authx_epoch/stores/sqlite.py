@@ -327,15 +327,14 @@ class _File:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            upgrade_first = self._prepare(conn, write=write)
+            if self._prepare(conn, write=write):
+                # An old file opened for reading: the writer connection upgrades it first.
+                self.connection(write=True)
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
                 raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened") from exc
             raise
-        if upgrade_first:
-            # An old file opened for reading: the writer connection upgrades it first.
-            self.connection(write=True)
         setattr(self.local, slot, conn)
         setattr(self.local, slot + "_id", self._identity())
         with self.lock:
