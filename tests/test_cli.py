@@ -523,9 +523,18 @@ async def test_session_bound_tokens_move_between_stores(
 # -- namespaces ------------------------------------------------------------------------------
 
 
-def test_every_command_works_in_the_namespace_it_is_given(store_url: str, tmp_path: Path) -> None:
+def test_every_command_works_in_the_namespace_it_is_given(
+    store_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     now = time.time()
     root, admin = authx_epoch.open_store(store_url), authx_epoch.open_store(store_url, namespace="admin")
+
+    def wipe_admin() -> None:  # the store's own fixture wipes its root namespace only
+        store = authx_epoch.open_store(store_url, namespace="admin")
+        store.sync.wipe()
+        store.sync.close()
+
+    request.addfinalizer(wipe_admin)
     try:
         for store in (root, admin):
             store.sync.setup(now)
