@@ -23,6 +23,7 @@ from authx_epoch.errors import (
     InvalidTokenError,
     MissingAwaitError,
     RefreshTokenReusedError,
+    SessionOwnerError,
     StoreUnavailableError,
 )
 from authx_epoch.integrations.authx import DEFAULT_STORE, install, installed
@@ -50,6 +51,7 @@ __all__ = [
     "RefreshTokenReusedError",
     "RotationOutcome",
     "RotationStatus",
+    "SessionOwnerError",
     "SessionRecord",
     "SessionTokens",
     "SqliteStore",

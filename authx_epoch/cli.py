@@ -1,8 +1,9 @@
 """``authx-epoch``: the operator's command line, for incident response without writing code.
 
 Every command works on the store named by ``--store URL`` or the ``AUTHX_EPOCH_STORE``
-environment variable, the same URLs ``install()`` takes. Output is for people by default and
-one JSON object per command with ``--json``. Exit codes:
+environment variable, the same URLs ``install()`` takes, in the namespace named by
+``--namespace NS`` or ``AUTHX_EPOCH_NAMESPACE`` (the root namespace by default). Output is for
+people by default and one JSON object per command with ``--json``. Exit codes:
 
 * 0: done, or the token is accepted;
 * 1: the token is refused (revoked or expired), the operator declined a confirmation, or
@@ -38,10 +39,12 @@ from authx_epoch.errors import AuthxEpochError, ConfigurationError, InvalidArgum
 from authx_epoch.records import EpochRecord, SnapshotEntry
 from authx_epoch.revocation import MAX_ID_LENGTH, EpochRevocation
 from authx_epoch.snapshot import read_snapshot, write_snapshot
-from authx_epoch.stores import Store, open_store
+from authx_epoch.stores import ROOT_NAMESPACE, Store, check_namespace, open_store
 
 #: The environment variable read when ``--store`` is not given.
 STORE_ENV = "AUTHX_EPOCH_STORE"
+#: The environment variable read when ``--namespace`` is not given.
+NAMESPACE_ENV = "AUTHX_EPOCH_NAMESPACE"
 #: Stores with at least this many entries get a progress bar on export and import (on a terminal).
 PROGRESS_THRESHOLD = 1000
 #: How long past a token's expiry its revocation is kept; the same default as ``install()``.
@@ -136,18 +139,34 @@ def _url(ctx: click.Context) -> Optional[str]:
 class _Settings:
     store_url: Optional[str] = None
     as_json: bool = False
+    namespace: str = ROOT_NAMESPACE
+
+
+def _namespace(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    try:
+        return check_namespace(value)
+    except ConfigurationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_NAMESPACE_HELP = f"The namespace to work in (default: ${NAMESPACE_ENV}, else the root namespace)."
 
 
 def _common_options(func: _F) -> _F:
-    """Accept ``--store`` and ``--json`` after the command name too, so both orders work."""
+    """Accept ``--store``, ``--namespace`` and ``--json`` after the command name too, so both orders work."""
 
     @click.option("--store", "store_url", metavar="URL", default=None, help=f"Store URL (default: ${STORE_ENV}).")
+    @click.option("--namespace", metavar="NS", default=None, callback=_namespace, help=_NAMESPACE_HELP)
     @click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object for scripts.")
     @functools.wraps(func)
-    def wrapper(*args: Any, store_url: Optional[str], as_json: bool, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, store_url: Optional[str], namespace: Optional[str], as_json: bool, **kwargs: Any) -> Any:
         settings = click.get_current_context().ensure_object(_Settings)
         if store_url:
             settings.store_url = store_url
+        if namespace is not None:
+            settings.namespace = namespace
         if as_json:
             settings.as_json = True
         return func(*args, **kwargs)
@@ -170,7 +189,7 @@ def _open(*, create: bool = False) -> Store:
         if path and not os.path.exists(path):
             # Opening would create an empty store and every command would "succeed" on it.
             raise CommandError(f"no SQLite store at {path!r} (the file does not exist); check the path")
-    store = open_store(url)
+    store = open_store(url, namespace=_settings().namespace)
     ctx.call_on_close(store.sync.close)
     now = time.time()
     if store.sync.kind == "memory":
@@ -180,11 +199,20 @@ def _open(*, create: bool = False) -> Store:
         )
     elif not create and store.sync.get_global(now) is None:
         click.echo(
-            "authx-epoch: warning: this store has no global record: no application has set it up, "
-            "or its state was lost (every stamped token is then rejected as lost_state)",
+            f"authx-epoch: warning: {_where(store)} has no global record: no application has set it up "
+            "(check --namespace), or its state was lost (every stamped token is then rejected as lost_state)",
             err=True,
         )
     return store
+
+
+def _namespace_name(namespace: str) -> str:
+    return repr(namespace) if namespace else "the root namespace"
+
+
+def _where(store: Store) -> str:
+    """``this store`` and, away from the root, which namespace of it."""
+    return "this store" if not store.namespace else f"namespace {store.namespace!r} of this store"
 
 
 def _service(store: Store, claims: Optional[ClaimNames] = None, **options: Any) -> EpochRevocation:
@@ -350,16 +378,23 @@ def _exit(code: int) -> NoReturn:
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", "store_url", envvar=STORE_ENV, metavar="URL", help=f"Store URL (or ${STORE_ENV}).")
+@click.option(
+    "--namespace",
+    envvar=NAMESPACE_ENV,
+    metavar="NS",
+    callback=_namespace,
+    help=f"The namespace to work in (or ${NAMESPACE_ENV}; default: the root namespace).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
 @click.option("-v", "--verbose", count=True, help="Show the library's log on stderr (-vv for debug).")
 @click.version_option(__version__, prog_name="authx-epoch")
 @click.pass_context
-def cli(ctx: click.Context, store_url: Optional[str], as_json: bool, verbose: int) -> None:
+def cli(ctx: click.Context, store_url: Optional[str], namespace: Optional[str], as_json: bool, verbose: int) -> None:
     """Operate authx-epoch's revocation store: log users out, inspect tokens, back up state.
 
     Exit codes: 0 done or accepted, 1 refused or revoked, 2 usage or store error.
     """
-    ctx.obj = _Settings(store_url=store_url, as_json=as_json)
+    ctx.obj = _Settings(store_url=store_url, as_json=as_json, namespace=namespace or ROOT_NAMESPACE)
     _configure_logging(ctx, verbose)
 
 
@@ -408,15 +443,16 @@ def bump(user: str, reason: Optional[str]) -> None:
 @_common_options
 def bump_global(reason: Optional[str], yes: bool) -> None:
     """Log every user out: every token minted before now is rejected."""
-    question = "This logs out every user of every app on this store. Go on?"
+    namespace = _settings().namespace
+    question = f"This logs out every user of every app using {_namespace_name(namespace)} of this store. Go on?"
     if not yes and sys.stdin.isatty() and not _confirm(question):
         click.echo("nothing changed", err=True)
         _exit(EXIT_REFUSED)
     store = _open()
     record = _service(store).sync.bump_global_epoch(reason=reason)
     _emit(
-        {"record": _record_json(record)},
-        f"bumped the global epoch: {record.epoch} at {_iso(record.bumped_at)}"
+        {"record": _record_json(record), "namespace": store.namespace},
+        f"bumped the global epoch of {_namespace_name(store.namespace)}: {record.epoch} at {_iso(record.bumped_at)}"
         + (f" (reason: {record.reason})" if record.reason else "")
         + "\nevery token of every user minted before now is rejected",
     )
@@ -513,7 +549,17 @@ def status(user: str) -> None:
         human += f"\n\nglobal epoch {global_.epoch}, last moved {_ago(global_.bumped_at, now)}"
         if global_.reason:
             human += f" (reason: {global_.reason})"
-    _emit({"uid": user, "record": _record_json(record), "global": _record_json(global_)}, human)
+    human += f"\nstore {store.location}, {_namespace_name(store.namespace)}"
+    _emit(
+        {
+            "uid": user,
+            "record": _record_json(record),
+            "global": _record_json(global_),
+            "namespace": store.namespace,
+            "location": store.location,
+        },
+        human,
+    )
 
 
 def _store_line(record: Optional[EpochRecord], global_: Optional[EpochRecord]) -> str:
@@ -626,10 +672,14 @@ def stats() -> None:
             "revoked_tokens": counts.revoked_tokens,
             "revoked_sessions": counts.revoked_sessions,
             "global": _record_json(global_),
+            "namespace": store.namespace,
+            "location": store.location,
         },
         _table(
             [
                 ("store", counts.kind),
+                ("location", store.location),
+                ("namespace", store.namespace or "(root)"),
                 ("users with records", str(counts.users)),
                 ("revoked tokens", str(counts.revoked_tokens)),
                 ("revoked sessions", str(counts.revoked_sessions)),
@@ -666,15 +716,24 @@ def export(file: str, force: bool) -> None:
     handle, temporary = tempfile.mkstemp(prefix=".authx-epoch-", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(handle, "wb") as stream, _progress(len(entries), "exporting") as advance:
-            write_snapshot(stream, entries, source=store.sync.kind, now=now, progress=advance)
+            write_snapshot(
+                stream, entries, source=store.sync.kind, now=now, progress=advance, namespace=store.namespace
+            )
         os.replace(temporary, file)
     except BaseException:
         os.unlink(temporary)
         raise
     counts = _tally(entries)
     _emit(
-        {"file": file, "entries": len(entries), "counts": counts, "source": store.sync.kind},
-        f"exported {len(entries)} entries from the {store.sync.kind} store to {file}: "
+        {
+            "file": file,
+            "entries": len(entries),
+            "counts": counts,
+            "source": store.sync.kind,
+            "namespace": store.namespace,
+        },
+        f"exported {len(entries)} entries from {_namespace_name(store.namespace)} of the {store.sync.kind} store "
+        f"to {file}: "
         f"{counts['user']} users, {counts['token']} revoked tokens, "
         f"{counts['session']} sessions ({counts['revoked_session']} revoked), "
         f"{'the' if counts['global'] else 'no'} global record",
@@ -713,10 +772,13 @@ def import_(file: str) -> None:
             "imported": imported,
             "skipped_expired": skipped,
             "source": header.source,
+            "source_namespace": header.namespace,
+            "namespace": store.namespace,
             "created_at": header.created_at,
             "counts": _tally(live),
         },
-        f"imported {imported} entries into the {store.sync.kind} store from a snapshot of a {header.source} store "
+        f"imported {imported} entries into {_namespace_name(store.namespace)} of the {store.sync.kind} store "
+        f"from a snapshot of {_namespace_name(header.namespace)} of a {header.source} store "
         f"made {_ago(header.created_at, now)}" + (f"; {skipped} expired entries skipped" if skipped else ""),
     )
 
@@ -744,4 +806,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     cli.main(args=argv, prog_name="authx-epoch")
 
 
-__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_REFUSED", "PROGRESS_THRESHOLD", "STORE_ENV", "cli", "main", "redact"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "NAMESPACE_ENV",
+    "PROGRESS_THRESHOLD",
+    "STORE_ENV",
+    "cli",
+    "main",
+    "redact",
+]

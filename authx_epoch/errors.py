@@ -38,6 +38,25 @@ class InvalidArgumentError(AuthxEpochError, ValueError):
     """A public method was given an argument it cannot use; nothing was changed in the store."""
 
 
+class SessionOwnerError(InvalidArgumentError):
+    """A session id was used for a user other than the one its session belongs to; nothing was changed.
+
+    A session belongs to the user it was created for: no token of another user can extend, rotate
+    or revoke it. Session ids come from ``create_token_pair`` (or AuthX's ``create_session``);
+    never take one from client data.
+    """
+
+    def __init__(
+        self,
+        message: str = (
+            "this session belongs to another user, so it cannot be used for this one; nothing was changed. "
+            "Session ids come from create_token_pair (or AuthX's create_session): never take one from client data"
+        ),
+    ) -> None:
+        """Build the error with the standard message (or ``message``)."""
+        super().__init__(message)
+
+
 class InvalidTokenError(InvalidArgumentError):
     """A token given to ``revoke_token`` (or the CLI) could not be read or verified."""
 

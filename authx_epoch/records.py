@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Optional
+
+from authx_epoch.errors import InvalidArgumentError, SessionOwnerError
 
 #: Epochs are whole microseconds since the Unix epoch, or one more than the previous value.
 EPOCH_SCALE = 1_000_000
@@ -84,6 +87,8 @@ class SessionRecord:
         rotated_at: When the generation last moved, or ``None``.
         previous: The generation before the last rotation, or ``None``.
         revoked: Whether the session is revoked: every token of it is rejected.
+        grace_used: Whether the previous generation was already answered once within the grace
+            interval since the last rotation (a second time is a reuse).
     """
 
     generation: int
@@ -94,10 +99,19 @@ class SessionRecord:
     rotated_at: Optional[float] = None
     previous: Optional[int] = None
     revoked: bool = False
+    grace_used: bool = False
 
     def is_live(self, now: float) -> bool:
         """Return whether the record still counts at ``now``."""
         return self.expires_at > now
+
+    def owned_by_another(self, uid: Optional[str], now: float) -> bool:
+        """Return whether the record is live and belongs to a user other than ``uid``.
+
+        A record without an owner (created revoked by ``revoke_session`` of an unknown id)
+        belongs to nobody and blocks no one; ``uid=None`` (an operator's call) is nobody either.
+        """
+        return uid is not None and self.uid is not None and self.uid != uid and self.is_live(now)
 
 
 class RotationStatus(str, Enum):
@@ -105,13 +119,16 @@ class RotationStatus(str, Enum):
 
     #: The presented generation was the current one: the generation moved forward.
     ROTATED = "rotated"
-    #: The presented generation was the one just replaced, within the grace interval: no move.
+    #: The presented generation was the one just replaced, within the grace interval, for the
+    #: first time since that rotation: no move (the grace is now used up).
     GRACE = "grace"
-    #: An older generation (or the previous one after the grace interval): the session is now revoked.
+    #: An older generation, the previous one after the grace interval, or the previous one again
+    #: once the grace was used: the session is now revoked.
     REUSED = "reused"
     #: The session was already revoked.
     REVOKED = "revoked"
-    #: The store has no such session (never created, expired, or lost): the token is refused.
+    #: The store has no such session for this user (never created, expired, lost, or another
+    #: user's): the token is refused.
     MISSING = "missing"
 
 
@@ -129,15 +146,18 @@ class RotationOutcome:
 
 
 def rotate(
-    record: Optional[SessionRecord], presented: int, now: float, grace: float, expires_at: float
+    record: Optional[SessionRecord], uid: str, presented: int, now: float, grace: float, expires_at: float
 ) -> tuple[RotationOutcome, Optional[SessionRecord]]:
     """Decide one rotation: return the outcome and the record to write (``None``: write nothing).
 
     Pure, shared by the stores that run it in a local transaction (the Redis script mirrors it).
-    A generation newer than the current one, or older than the record itself, can only come from
-    lost or rolled-back state: ``MISSING`` (refused, nothing written), never a revocation.
+    A record of another user answers ``MISSING`` (without the record) and nothing is written. A
+    generation newer than the current one, or older than the record itself, can only come from
+    lost or rolled-back state: ``MISSING`` (refused, nothing written), never a revocation. The
+    previous generation within ``grace`` of the rotation is answered once (``GRACE``, and the
+    record remembers it); presented again, it is a reuse like any older generation.
     """
-    if record is None or not record.is_live(now):
+    if record is None or not record.is_live(now) or record.owned_by_another(uid, now):
         return RotationOutcome(RotationStatus.MISSING), None
     if record.revoked:
         return RotationOutcome(RotationStatus.REVOKED, record), None
@@ -145,29 +165,25 @@ def rotate(
         return RotationOutcome(RotationStatus.MISSING, record), None
     longest = max(record.expires_at, expires_at)
     if presented == record.generation:
-        moved = SessionRecord(
+        moved = replace(
+            record,
             generation=next_epoch(record.generation, now),
-            first_generation=record.first_generation,
-            created_at=record.created_at,
             expires_at=longest,
-            uid=record.uid,
             rotated_at=now,
             previous=record.generation,
             revoked=False,
+            grace_used=False,
         )
         return RotationOutcome(RotationStatus.ROTATED, moved), moved
-    if presented == record.previous and record.rotated_at is not None and now - record.rotated_at <= grace:
-        return RotationOutcome(RotationStatus.GRACE, record), None
-    revoked = SessionRecord(
-        generation=record.generation,
-        first_generation=record.first_generation,
-        created_at=record.created_at,
-        expires_at=longest,
-        uid=record.uid,
-        rotated_at=record.rotated_at,
-        previous=record.previous,
-        revoked=True,
-    )
+    if (
+        presented == record.previous
+        and record.rotated_at is not None
+        and now - record.rotated_at <= grace
+        and not record.grace_used
+    ):
+        used = replace(record, expires_at=longest, grace_used=True)
+        return RotationOutcome(RotationStatus.GRACE, used), used
+    revoked = replace(record, expires_at=longest, revoked=True)
     return RotationOutcome(RotationStatus.REUSED, revoked), revoked
 
 
@@ -191,6 +207,9 @@ def ensure_session(
 
     A missing or expired record is created; a live one that would expire before ``keep_until``
     is extended to ``extend_to`` (so the next mints need no write). Never un-revokes.
+
+    Raises:
+        SessionOwnerError: The live record belongs to another user (nothing may be written).
     """
     if record is None or not record.is_live(now):
         fresh = new_session(uid, now, extend_to)
@@ -199,32 +218,31 @@ def ensure_session(
             generation = record.generation + 1
             fresh = SessionRecord(generation, generation, now, extend_to, uid)
         return fresh
+    if record.owned_by_another(uid, now):
+        raise SessionOwnerError()
     if record.expires_at < keep_until:
-        return SessionRecord(
-            generation=record.generation,
-            first_generation=record.first_generation,
-            created_at=record.created_at,
-            expires_at=extend_to,
-            uid=record.uid if record.uid is not None else uid,
-            rotated_at=record.rotated_at,
-            previous=record.previous,
-            revoked=record.revoked,
-        )
+        return replace(record, expires_at=extend_to, uid=record.uid if record.uid is not None else uid)
     return None
 
 
-def revoke_session_record(record: Optional[SessionRecord], now: float, expires_at: float) -> SessionRecord:
-    """The record after ``revoke_session``: revoked, living at least until ``expires_at``."""
+def revoke_session_record(
+    record: Optional[SessionRecord], now: float, expires_at: float, uid: Optional[str] = None
+) -> SessionRecord:
+    """The record after ``revoke_session``: revoked, living at least until ``expires_at``.
+
+    An unknown (or expired) session gets a new revoked record owned by ``uid`` (``None``: nobody).
+
+    Raises:
+        SessionOwnerError: ``uid`` is given and the live record belongs to another user.
+    """
     if record is None or not record.is_live(now):
-        return new_session(None, now, expires_at, revoked=True)
-    return SessionRecord(
-        generation=record.generation,
-        first_generation=record.first_generation,
-        created_at=record.created_at,
+        return new_session(uid, now, expires_at, revoked=True)
+    if record.owned_by_another(uid, now):
+        raise SessionOwnerError()
+    return replace(
+        record,
         expires_at=max(record.expires_at, expires_at),
-        uid=record.uid,
-        rotated_at=record.rotated_at,
-        previous=record.previous,
+        uid=record.uid if record.uid is not None else uid,
         revoked=True,
     )
 
@@ -316,7 +334,7 @@ class SnapshotEntry:
         record: The epoch record, for ``user`` and ``global``.
         expires_at: When the entry may be forgotten, for ``token`` and ``session`` (for a session
             with its record, the record's ``expires_at``).
-        uid: The user a revoked token belongs to, for ``token``.
+        uid: The user a revoked token belongs to, for ``token`` (required: a revoked jti is per user).
         session: The session's record (generation, revoked flag...), for ``session``. A ``session``
             entry without one (all that version-1 snapshots hold) is a revoked session id, kept
             until ``expires_at``.
@@ -355,16 +373,19 @@ def merge_sessions(old: Optional[SessionRecord], new: SessionRecord, now: float)
     """Combine an existing session record with an imported one, never losing a rotation or a revocation.
 
     The higher generation wins with its rotation fields (and the first generation of its record:
-    tokens older than that belong to state the winner lost, and stay refused); revoked stays
-    revoked; the record lives as long as either would. An expired ``old`` counts as missing.
+    tokens older than that belong to state the winner lost, and stay refused; and its
+    ``grace_used``: the grace belongs to the winner's rotation); revoked stays revoked; the record
+    lives as long as either would. At equal generations the grace counts as used if either side
+    used it. An expired ``old`` counts as missing.
     """
     if old is None or not old.is_live(now):
         return new
     if new.generation == old.generation:
         winner, first = old, max(old.first_generation, new.first_generation)
+        grace_used = old.grace_used or new.grace_used
     else:
         winner = new if new.generation > old.generation else old
-        first = winner.first_generation
+        first, grace_used = winner.first_generation, winner.grace_used
     other = old if winner is new else new
     return SessionRecord(
         generation=winner.generation,
@@ -375,4 +396,26 @@ def merge_sessions(old: Optional[SessionRecord], new: SessionRecord, now: float)
         rotated_at=winner.rotated_at,
         previous=winner.previous,
         revoked=old.revoked or new.revoked,
+        grace_used=grace_used,
     )
+
+
+def owned_entries(entries: Iterable[SnapshotEntry]) -> list[SnapshotEntry]:
+    """The entries to import, as a list; refuses the whole import if a revoked token has no owner.
+
+    A revoked jti is per user: one without its owner (only version-1 snapshots can lack it) cannot
+    be kept under that rule, and guessing an owner could leave another user's token revoked or
+    a revoked one accepted.
+
+    Raises:
+        InvalidArgumentError: A ``token`` entry has no ``uid``; nothing was imported.
+    """
+    found = list(entries)
+    for entry in found:
+        if entry.kind == "token" and entry.uid is None:
+            raise InvalidArgumentError(
+                f"the revoked token {entry.key!r:.40} has no owner, and a revoked jti belongs to one user; "
+                "nothing was imported. Export the source again with this version of authx-epoch, or import "
+                "without it and bump the global epoch so that no revoked token comes back"
+            )
+    return found

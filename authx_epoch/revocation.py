@@ -232,7 +232,7 @@ class _Core:
             self.renewal_lifetime = seconds
         #: The async side of a local store reads inline (see ``AsyncFromSync``), so the async
         #: check can call the sync read directly and skip two coroutine layers per request.
-        self.reads_inline = type(self.aio) is AsyncFromSync
+        self.reads_inline = isinstance(self.aio, AsyncFromSync)
 
     # -- the check -------------------------------------------------------------------------
 
@@ -622,11 +622,18 @@ class SyncEpochRevocation:
         if target is not None:
             core.sync.revoke_token(*target, now)
 
-    def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
+    def revoke_session(
+        self,
+        session_id: str,
+        *,
+        expires_at: Union[dt.datetime, float, None] = None,
+        uid: Optional[str] = None,
+    ) -> bool:
         """Revoke every token of a session. See ``EpochRevocation.revoke_session``."""
         core = self._core
         sid, now = core.session_id(session_id), core.clock()
-        core.sync.revoke_session(sid, core.session_expiry(now, expires_at), now)
+        owner = core.uid(uid) if uid is not None else None
+        return core.sync.revoke_session(sid, core.session_expiry(now, expires_at), now, owner)
 
     def create_token_pair(
         self,
@@ -688,7 +695,7 @@ class SyncEpochRevocation:
         # the session was logged out, and nothing is rotated (see the async twin).
         stamps = core.sync.issue(plan.uid, now, until, plan.session_id)
         stamps = self._vetted(plan.uid, stamps, None, now, presented)
-        outcome = core.sync.rotate_session(plan.session_id, generation, now, core.grace, until)
+        outcome = core.sync.rotate_session(plan.session_id, plan.uid, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 
@@ -928,17 +935,34 @@ class EpochRevocation:
             await core.aio.revoke_token(*target, now)
 
     @_awaited
-    async def revoke_session(self, session_id: str, *, expires_at: Union[dt.datetime, float, None] = None) -> None:
+    async def revoke_session(
+        self,
+        session_id: str,
+        *,
+        expires_at: Union[dt.datetime, float, None] = None,
+        uid: Optional[str] = None,
+    ) -> bool:
         """Revoke every token minted for ``session_id`` (access and refresh).
 
         Args:
             session_id: The session id carried in the tokens' session claim.
             expires_at: When the session's longest-lived token expires; by default the session
                 lifetime (AuthX's refresh-token lifetime) from now.
+            uid: The user the session must belong to (the subject of the request that asks). With
+                it, another user's session is refused (``SessionOwnerError``) and left alone: pass
+                it whenever the session id comes from the client (a "log out that device" list).
+
+        Returns:
+            Whether the store knew a live session by that id; ``False`` means a typo or a session
+            already gone (it is still revoked, in case a token of it is still around).
+
+        Raises:
+            SessionOwnerError: ``uid`` was given and the session belongs to another user.
         """
         core = self._core
         sid, now = core.session_id(session_id), core.clock()
-        await core.aio.revoke_session(sid, core.session_expiry(now, expires_at), now)
+        owner = core.uid(uid) if uid is not None else None
+        return await core.aio.revoke_session(sid, core.session_expiry(now, expires_at), now, owner)
 
     @_awaited
     async def create_token_pair(
@@ -1026,7 +1050,7 @@ class EpochRevocation:
         # shows as a moved epoch, and the rotation is refused (the new pair would outlive the bump).
         stamps = await core.aio.issue(plan.uid, now, until, plan.session_id)
         stamps = await self._vetted(plan.uid, stamps, None, now, presented)
-        outcome = await core.aio.rotate_session(plan.session_id, generation, now, core.grace, until)
+        outcome = await core.aio.rotate_session(plan.session_id, plan.uid, generation, now, core.grace, until)
         core.rotated(minter, plan, outcome)
         return minter.mint(plan, core.after_rotation(minter, stamps, outcome))
 

@@ -3,18 +3,23 @@
 A snapshot is a msgpack stream: first a header map, then one array per entry.
 
 ```
-{"format": "authx-epoch-snapshot", "version": 2, "created_at": 1718000000.0, "source": "sqlite", "entries": 4}
+{"format": "authx-epoch-snapshot", "version": 3, "created_at": 1718000000.0, "source": "sqlite",
+ "namespace": "", "entries": 4}
 ["global", "", [epoch, created_at, bumped_at, reason, expires_at], None, None]
 ["user", "alice", [epoch, created_at, bumped_at, reason, expires_at], None, None]
 ["token", "<jti>", None, expires_at, "<owner uid>"]
 ["session", "<session id>", [generation, first_generation, created_at, expires_at, uid, rotated_at,
-                             previous, revoked], expires_at, None]
+                             previous, revoked, grace_used], expires_at, None]
 ```
 
-Version 2 added the session record (live sessions and revoked ones). Version-1 files are still
-read: their ``session`` rows have no record (``None`` in its place) and stand for revoked session
-ids, imported as such. Version-1 readers refuse version-2 files as newer, rather than dropping
-their session records or misreading them.
+Version 3 added the header's ``namespace`` (the namespace the entries were exported from; for
+information only: they import into whatever namespace the importing store works in) and the
+session record's ``grace_used``; a revoked token's owner is required (a revoked jti is per user).
+Version 2 added the session record (live sessions and revoked ones). Versions 1 and 2 are still
+read: version-2 session records read with ``grace_used`` false, version-1 ``session`` rows have no
+record (``None`` in its place) and stand for revoked session ids, imported as such. A token row
+without its owner (only version 1 could write one) is refused, and with it the whole file. Older
+readers refuse newer files, rather than dropping what they do not know or misreading it.
 
 The header names the format and its version, so a file that is not a snapshot (or one written by
 a newer version) is refused before anything is imported, and it counts the entries, so a
@@ -30,15 +35,16 @@ from typing import IO, Any, Optional
 
 import msgpack
 
-from authx_epoch.errors import InvalidArgumentError
+from authx_epoch.errors import ConfigurationError, InvalidArgumentError
 from authx_epoch.records import MAX_EPOCH, EpochRecord, SessionRecord, SnapshotEntry
 from authx_epoch.revocation import MAX_ID_LENGTH as _MAX_ID
 from authx_epoch.revocation import MAX_REASON_LENGTH as _MAX_REASON
+from authx_epoch.stores.base import check_namespace
 
 #: The value of the header's ``format`` field.
 SNAPSHOT_FORMAT = "authx-epoch-snapshot"
 #: The version this code writes, and the newest it reads.
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 #: The kinds of entry a snapshot holds (see ``SnapshotEntry``).
 ENTRY_KINDS = frozenset({"global", "user", "token", "session"})
@@ -53,12 +59,15 @@ class SnapshotHeader:
         created_at: When the snapshot was written (Unix seconds).
         source: The kind of store it was exported from (``memory``, ``sqlite``, ``redis``...).
         entries: How many entries follow.
+        namespace: The namespace it was exported from (``""``: the root, and for files before
+            version 3); for information only.
     """
 
     version: int
     created_at: float
     source: str
     entries: int
+    namespace: str = ""
 
 
 def _record_row(record: EpochRecord) -> list[Any]:
@@ -75,6 +84,7 @@ def _session_row(session: SessionRecord) -> list[Any]:
         session.rotated_at,
         session.previous,
         session.revoked,
+        session.grace_used,
     ]
 
 
@@ -92,6 +102,7 @@ def write_snapshot(
     source: str,
     now: float,
     progress: Optional[Callable[[int], None]] = None,
+    namespace: str = "",
 ) -> SnapshotHeader:
     """Write ``entries`` to ``stream`` as a snapshot and return its header.
 
@@ -101,8 +112,17 @@ def write_snapshot(
         source: The kind of the store the entries come from.
         now: The snapshot's time stamp (Unix seconds).
         progress: Called with the number of entries written since the last call.
+        namespace: The namespace the entries come from (recorded in the header).
+
+    Raises:
+        InvalidArgumentError: A revoked token entry has no owner; nothing was written.
     """
-    header = SnapshotHeader(version=SNAPSHOT_VERSION, created_at=now, source=source, entries=len(entries))
+    for entry in entries:
+        if entry.kind == "token" and entry.uid is None:
+            raise InvalidArgumentError(f"the revoked token {entry.key!r:.40} has no owner; nothing was written")
+    header = SnapshotHeader(
+        version=SNAPSHOT_VERSION, created_at=now, source=source, entries=len(entries), namespace=namespace
+    )
     packer = msgpack.Packer(use_bin_type=True)
     stream.write(
         packer.pack(
@@ -111,6 +131,7 @@ def write_snapshot(
                 "version": header.version,
                 "created_at": header.created_at,
                 "source": header.source,
+                "namespace": header.namespace,
                 "entries": header.entries,
             }
         )
@@ -171,9 +192,11 @@ def _generation(value: object, what: str, *, optional: bool = False) -> Optional
     return value
 
 
-def _session(row: object, where: str) -> SessionRecord:
-    if not isinstance(row, list) or len(row) != 8:
-        raise _fail(f"{where}: a session record must be a list of 8 fields")
+def _session(row: object, where: str, version: int) -> SessionRecord:
+    # Version 3 added grace_used as a ninth field; version-2 records have not used their grace.
+    size = 9 if version >= 3 else 8
+    if not isinstance(row, list) or len(row) != size:
+        raise _fail(f"{where}: a session record must be a list of {size} fields")
     generation = _generation(row[0], f"{where}: the generation")
     first = _generation(row[1], f"{where}: the first generation")
     assert generation is not None
@@ -186,6 +209,9 @@ def _session(row: object, where: str) -> SessionRecord:
     assert expires_at is not None
     if type(row[7]) is not bool:
         raise _fail(f"{where}: the revoked flag must be true or false, got {row[7]!r:.40}")
+    grace_used = row[8] if size == 9 else False
+    if type(grace_used) is not bool:
+        raise _fail(f"{where}: the grace_used flag must be true or false, got {grace_used!r:.40}")
     return SessionRecord(
         generation=generation,
         first_generation=first,
@@ -195,6 +221,7 @@ def _session(row: object, where: str) -> SessionRecord:
         rotated_at=_number(row[5], f"{where}: rotated_at", optional=True),
         previous=_generation(row[6], f"{where}: the previous generation", optional=True),
         revoked=row[7],
+        grace_used=grace_used,
     )
 
 
@@ -215,11 +242,18 @@ def _entry(row: object, index: int, version: int) -> SnapshotEntry:
         raise _fail(f"{where}: a {kind} needs a non-empty id")
     until = _number(expires_at, f"{where}: expires_at")
     if kind == "session" and version >= 2 and record is not None:
-        session = _session(record, where)
+        session = _session(record, where, version)
         if session.expires_at != until:
             raise _fail(f"{where}: expires_at differs from the session record's")
         return SnapshotEntry(kind, key_text, expires_at=until, session=session)
-    owner = _text(uid, f"{where}: the owner uid", _MAX_ID, optional=True) if kind == "token" else None
+    if kind == "session":
+        return SnapshotEntry(kind, key_text, expires_at=until)
+    if uid is None:
+        raise _fail(
+            f"{where}: the revoked token {key_text!r:.40} has no owner, and a revoked jti belongs to one user "
+            "(only version-1 snapshots could omit it); export the source again with a current authx-epoch"
+        )
+    owner = _text(uid, f"{where}: the owner uid", _MAX_ID)
     return SnapshotEntry(kind, key_text, expires_at=until, uid=owner)
 
 
@@ -244,7 +278,13 @@ def _header(first: object) -> SnapshotHeader:
     assert created_at is not None
     source = _text(first.get("source"), "the header's source", 64)
     assert source is not None
-    return SnapshotHeader(version=version, created_at=created_at, source=source, entries=count)
+    namespace = ""
+    if version >= 3:
+        try:
+            namespace = check_namespace(first.get("namespace", ""))
+        except ConfigurationError:
+            raise _fail(f"the header's namespace is not a namespace name ({first.get('namespace')!r:.70})") from None
+    return SnapshotHeader(version=version, created_at=created_at, source=source, entries=count, namespace=namespace)
 
 
 def _objects(stream: IO[bytes]) -> Iterator[object]:

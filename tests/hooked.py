@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextvars
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Optional, Union
+from typing import Any, Optional, TypeVar, Union
 
 from authx_epoch.stores import AsyncFromSync, Store
 
 Hook = Callable[[], Union[Awaitable[None], None]]
+_R = TypeVar("_R")
 
 
 def elsewhere(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -56,7 +57,24 @@ class _Side:
                 assert not inspect.isawaitable(done), f"the sync side's {name} cannot wait for a coroutine"
             return target(*args, **kwargs)
 
+        call.__name__ = name
         return call
+
+
+class _HookedAsyncFromSync(AsyncFromSync):
+    """The async side of a local store, whose writes may run an async hook first (another request)."""
+
+    def __init__(self, sync: Any, owner: HookedStore, *, offload_writes: bool) -> None:
+        super().__init__(sync, offload_writes=offload_writes)
+        self._owner = owner
+
+    async def _write(self, func: Callable[..., _R], *args: object) -> _R:
+        hook = self._owner.take(func.__name__)
+        if hook is not None:
+            done = hook()
+            if inspect.isawaitable(done):
+                await done
+        return await super()._write(func, *args)
 
 
 class HookedStore:
@@ -68,10 +86,9 @@ class HookedStore:
         self.fired: list[str] = []
         self._sync = _Side(inner.sync, self, is_async=False)
         self._aio: Any = _Side(inner.aio, self, is_async=True)
-        if type(inner.aio) is AsyncFromSync:
-            # A local store: keep the production path (async reads inline through the sync side),
-            # so the hooks are the sync side's.
-            self._aio = AsyncFromSync(self._sync, offload_writes=inner.aio.offload_writes)  # type: ignore[arg-type]
+        if isinstance(inner.aio, AsyncFromSync):
+            # A local store: keep the production path (async reads inline through the sync side).
+            self._aio = _HookedAsyncFromSync(self._sync, self, offload_writes=inner.aio.offload_writes)
 
     @property
     def sync(self) -> Any:
@@ -80,6 +97,17 @@ class HookedStore:
     @property
     def aio(self) -> Any:
         return self._aio
+
+    @property
+    def namespace(self) -> str:
+        return self.inner.namespace
+
+    @property
+    def location(self) -> str:
+        return self.inner.location
+
+    def with_namespace(self, namespace: str) -> HookedStore:
+        return HookedStore(self.inner.with_namespace(namespace))
 
     def before(self, operation: str, hook: Hook) -> None:
         """Run ``hook`` the next time ``operation`` is called, on either side (once)."""

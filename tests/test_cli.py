@@ -97,11 +97,19 @@ class Result:
         return json.loads(self.out)
 
 
-def run(*args: str, store: Optional[str] = None, stdin: Optional[str] = None, cwd: Optional[Path] = None) -> Result:
+def run(
+    *args: str,
+    store: Optional[str] = None,
+    stdin: Optional[str] = None,
+    cwd: Optional[Path] = None,
+    namespace: Optional[str] = None,
+) -> Result:
     """Run the real command; every run is checked for a traceback, whatever the test expects."""
-    env = {key: value for key, value in os.environ.items() if key != "AUTHX_EPOCH_STORE"}
+    env = {key: value for key, value in os.environ.items() if key not in ("AUTHX_EPOCH_STORE", "AUTHX_EPOCH_NAMESPACE")}
     if store is not None:
         env["AUTHX_EPOCH_STORE"] = store
+    if namespace is not None:
+        env["AUTHX_EPOCH_NAMESPACE"] = namespace
     proc = subprocess.run(
         [sys.executable, "-m", "authx_epoch", *args],
         input=stdin,
@@ -510,6 +518,83 @@ async def test_session_bound_tokens_move_between_stores(
     assert run("revoke-session", pair.session_id, "--expires-at", "+1h", store=source).code == 0
     move()
     assert judged() == [(1, "session_revoked")] * 6
+
+
+# -- namespaces ------------------------------------------------------------------------------
+
+
+def test_every_command_works_in_the_namespace_it_is_given(
+    store_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    now = time.time()
+    root, admin = authx_epoch.open_store(store_url), authx_epoch.open_store(store_url, namespace="admin")
+
+    def wipe_admin() -> None:  # the store's own fixture wipes its root namespace only
+        store = authx_epoch.open_store(store_url, namespace="admin")
+        store.sync.wipe()
+        store.sync.close()
+
+    request.addfinalizer(wipe_admin)
+    try:
+        for store in (root, admin):
+            store.sync.setup(now)
+            store.sync.issue("alice", now, now + 900)
+        root_alice, root_global = root.sync.get_user("alice", now), root.sync.get_global(now)
+        location = root.location
+    finally:
+        root.sync.close()
+        admin.sync.close()
+    # --namespace before or after the command, or AUTHX_EPOCH_NAMESPACE: the same namespace.
+    bumped = run("--namespace", "admin", "--json", "bump", "alice", "--reason", "admins only", store=store_url)
+    assert bumped.code == 0, bumped.err
+    status = run("status", "alice", "--namespace", "admin", "--json", store=store_url).json()
+    assert (status["namespace"], status["location"]) == ("admin", location)
+    assert status["record"]["epoch"] == bumped.json()["record"]["epoch"]
+    assert status["record"]["reason"] == "admins only"
+    assert run("bump-global", "--yes", "--json", store=store_url, namespace="admin").json()["namespace"] == "admin"
+    stats = run("stats", "--json", store=store_url, namespace="admin").json()
+    assert (stats["namespace"], stats["location"], stats["users"]) == ("admin", location, 1)
+    human = run("stats", store=store_url, namespace="admin").out
+    assert ["namespace:", "admin"] in [line.split() for line in human.splitlines()]
+    # The root namespace saw none of it.
+    root_status = run("status", "alice", "--json", store=store_url).json()
+    assert (root_status["namespace"], root_status["location"]) == ("", location)
+    assert root_alice is not None
+    assert root_global is not None
+    assert root_status["record"]["epoch"] == root_alice.epoch
+    assert root_status["global"]["epoch"] == root_global.epoch
+    # Export names its namespace; import goes where it is told.
+    exported = run("export", str(tmp_path / "admin.bin"), "--namespace", "admin", "--json", store=store_url)
+    assert exported.json()["namespace"] == "admin"
+    with open(tmp_path / "admin.bin", "rb") as stream:
+        assert msgpack.Unpacker(stream, raw=False).unpack()["namespace"] == "admin"
+    target = f"sqlite:///{tmp_path / 'target.db'}"
+    imported = run("import", str(tmp_path / "admin.bin"), "--json", store=target, namespace="users").json()
+    assert (imported["namespace"], imported["source_namespace"]) == ("users", "admin")
+    moved = run("status", "alice", "--json", store=target, namespace="users").json()
+    assert moved["record"]["epoch"] == status["record"]["epoch"]
+    assert run("status", "alice", "--json", store=target).json()["record"] is None
+
+
+def test_a_namespace_without_a_global_record_is_pointed_out(store_url: str) -> None:
+    store = authx_epoch.open_store(store_url)
+    store.sync.setup(time.time())
+    store.sync.close()
+    result = run("stats", store=store_url, namespace="typo")
+    assert result.code == 0
+    assert "namespace 'typo' of this store has no global record" in result.err
+    assert "--namespace" in result.err
+
+
+@pytest.mark.parametrize("name", ["a~b", "-a", "x" * 65, "a b"])
+def test_a_bad_namespace_is_a_usage_error(name: str, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'never-opened.db'}"
+    for args in (["--namespace", name, "stats"], ["stats", "--namespace", name]):
+        result = invoke(*args, store=url)
+        assert result.code == 2
+        assert "Invalid value for '--namespace'" in result.err
+        assert "letters, digits" in " ".join(result.err.split())
+    assert not (tmp_path / "never-opened.db").exists()
 
 
 # The matrices below parse input before any store is opened; they run the same command object

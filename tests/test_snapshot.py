@@ -25,7 +25,7 @@ def populate(store: Store) -> None:
     sync.issue("alice", NOW - 50, NOW + 900)
     first = sync.issue("alice", NOW - 40, NOW + 900, "alice-laptop").session_generation
     assert first is not None
-    sync.rotate_session("alice-laptop", first, NOW - 30, 5.0, NOW + 1000)
+    sync.rotate_session("alice-laptop", "alice", first, NOW - 30, 5.0, NOW + 1000)
     sync.bump_user("alice", NOW - 10, "password changed", NOW + 3600)
     sync.bump_user("bob", NOW - 5, None, NOW + 3600)
     sync.bump_global(NOW - 1, "key rotation")
@@ -57,6 +57,7 @@ def test_round_trip_through_every_store_keeps_the_audit_trail(store: Store) -> N
     ]
     header, read = read_snapshot(io.BytesIO(dump(exported)))
     assert (header.version, header.source, header.entries, header.created_at) == (SNAPSHOT_VERSION, "test", 6, NOW)
+    assert header.namespace == ""
     assert sorted(read, key=key) == exported
 
     target = MemoryStore()
@@ -114,8 +115,8 @@ def packed(*objects: Any) -> bytes:
 
 
 GOOD_RECORD = [5, NOW, None, None, NOW + 1]
-# generation, first generation, created_at, expires_at, uid, rotated_at, previous, revoked
-GOOD_SESSION = [5, 3, NOW, NOW + 1, "u", NOW, 4, False]
+# generation, first generation, created_at, expires_at, uid, rotated_at, previous, revoked, grace_used
+GOOD_SESSION = [5, 3, NOW, NOW + 1, "u", NOW, 4, False, True]
 
 
 @pytest.mark.parametrize(
@@ -146,13 +147,20 @@ GOOD_SESSION = [5, 3, NOW, NOW + 1, "u", NOW, 4, False]
         (packed(header(), ["session", "s", None, math.nan, None]), "finite"),
         (packed(header(), ["token", "j", None, NOW, 5]), "owner uid"),
         (packed(header(), ["session", "", GOOD_SESSION, NOW + 1, None]), "non-empty id"),
-        (packed(header(), ["session", "s", GOOD_SESSION[:7], NOW + 1, None]), "8 fields"),
+        (packed(header(), ["session", "s", GOOD_SESSION[:8], NOW + 1, None]), "9 fields"),
+        (packed(header(version=2), ["session", "s", GOOD_SESSION, NOW + 1, None]), "8 fields"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:8], 1], NOW + 1, None]), "grace_used flag"),
+        (packed(header(), ["token", "j", None, NOW, None]), "no owner"),
+        (packed(header(version=2), ["token", "j", None, NOW, None]), "no owner"),
+        (packed(header(version=1), ["token", "j", None, NOW, None]), "no owner"),
+        (packed(header(namespace="no~tilde")), "namespace"),
+        (packed(header(namespace=5)), "namespace"),
         (packed(header(), ["session", "s", [2**63, *GOOD_SESSION[1:]], NOW + 1, None]), "generation"),
         (packed(header(), ["session", "s", [5, -1, *GOOD_SESSION[2:]], NOW + 1, None]), "first generation"),
         (packed(header(), ["session", "s", [5, 9, *GOOD_SESSION[2:]], NOW + 1, None]), "after the current"),
         (packed(header(), ["session", "s", [*GOOD_SESSION[:4], 7, *GOOD_SESSION[5:]], NOW + 1, None]), "uid"),
-        (packed(header(), ["session", "s", [*GOOD_SESSION[:6], "4", False], NOW + 1, None]), "previous"),
-        (packed(header(), ["session", "s", [*GOOD_SESSION[:7], 1], NOW + 1, None]), "revoked flag"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:6], "4", *GOOD_SESSION[7:]], NOW + 1, None]), "previous"),
+        (packed(header(), ["session", "s", [*GOOD_SESSION[:7], 1, False], NOW + 1, None]), "revoked flag"),
         (packed(header(), ["session", "s", [*GOOD_SESSION[:3], math.inf, *GOOD_SESSION[4:]], NOW + 1, None]), "finite"),
         (packed(header(), ["session", "s", GOOD_SESSION, NOW + 2, None]), "differs"),
     ],
@@ -209,14 +217,48 @@ def test_hostile_headers_are_refused_or_valid(fields: dict[str, Any]) -> None:
 
 
 def test_a_session_entry_round_trips_every_field() -> None:
-    entry = SnapshotEntry(
-        "session", "s", expires_at=NOW + 1, session=SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4, True)
-    )
-    _, (read,) = read_snapshot(io.BytesIO(dump([entry])))
-    assert read == entry
+    for grace_used in (False, True):
+        record = SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4, True, grace_used)
+        entry = SnapshotEntry("session", "s", expires_at=NOW + 1, session=record)
+        _, (read,) = read_snapshot(io.BytesIO(dump([entry])))
+        assert read == entry
     assert read_snapshot(io.BytesIO(packed(header(), ["session", "s", GOOD_SESSION, NOW + 1, None])))[1] == [
-        SnapshotEntry("session", "s", expires_at=NOW + 1, session=SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4))
+        SnapshotEntry(
+            "session", "s", expires_at=NOW + 1, session=SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4, False, True)
+        )
     ]
+
+
+def test_version_2_session_records_read_with_the_grace_unused() -> None:
+    content = packed(header(version=2), ["session", "s", GOOD_SESSION[:8], NOW + 1, None])
+    header_, (entry,) = read_snapshot(io.BytesIO(content))
+    assert (header_.version, header_.namespace) == (2, "")
+    assert entry.session == SessionRecord(5, 3, NOW, NOW + 1, "u", NOW, 4, False, False)
+
+
+def test_the_header_names_the_namespace_the_entries_come_from() -> None:
+    stream = io.BytesIO()
+    written = write_snapshot(stream, [], source="sqlite", now=NOW, namespace="admin")
+    assert written.namespace == "admin"
+    read, entries = read_snapshot(io.BytesIO(stream.getvalue()))
+    assert (read.namespace, read.version, entries) == ("admin", SNAPSHOT_VERSION, [])
+    # Informational: it imports into whatever namespace the importing store works in.
+    assert read_snapshot(io.BytesIO(dump([])))[0].namespace == ""
+
+
+def test_a_revoked_token_without_its_owner_is_never_written() -> None:
+    with pytest.raises(InvalidArgumentError, match="no owner"):
+        dump([SnapshotEntry("token", "j", expires_at=NOW)])
+
+
+def test_a_version_1_file_with_an_ownerless_token_is_refused_whole() -> None:
+    content = packed(
+        header(version=1, entries=2),
+        ["user", "alice", [9, NOW - 50, None, None, NOW + 3600], None, None],
+        ["token", "jti-1", None, NOW + 600, None],
+    )
+    with pytest.raises(InvalidArgumentError, match="no owner"):
+        read_snapshot(io.BytesIO(content))
 
 
 # A snapshot as version 1 wrote it: session rows are revoked ids, with no record.

@@ -51,7 +51,8 @@ from authx_epoch.errors import (
 )
 from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation, wall_clock
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
-from authx_epoch.stores import StoreSpec, open_store
+from authx_epoch.stores import Store, StoreSpec, open_store
+from authx_epoch.stores.base import ROOT_NAMESPACE
 
 logger = logging.getLogger("authx_epoch")
 
@@ -234,6 +235,7 @@ def install(
     clock: Clock = wall_clock,
     on_decision: Optional[DecisionHook] = None,
     refresh_reuse_grace: dt.timedelta = DEFAULT_REFRESH_REUSE_GRACE,
+    namespace: Optional[str] = None,
 ) -> EpochRevocation:
     """Install epoch revocation on an AuthX instance and return the service.
 
@@ -264,6 +266,12 @@ def install(
             refresh token is still answered with the session's current pair (two tabs refreshing
             at once, a response lost on the way) instead of counting as a replay that revokes the
             session. A few seconds, like Auth0's reuse interval; ``timedelta(0)`` for none.
+        namespace: Where this AuthX instance's records live in the store, so that several instances
+            (users and admins, two login types) can share one store without sharing records. By
+            default AuthX's ``login_type`` when it has one, else the root namespace (``""``). Two
+            installs on the same store and namespace in one process are refused unless both pass
+            the same ``namespace=`` (sharing on purpose). Not derived from the signing key: key
+            rotation keeps every record.
 
     Returns:
         The ``EpochRevocation`` service; ``revocation.sync`` is its blocking twin.
@@ -284,7 +292,9 @@ def install(
         (value for value in (config.JWT_ACCESS_TOKEN_EXPIRES, config.JWT_REFRESH_TOKEN_EXPIRES) if value),
         default=dt.timedelta(days=30),
     )
-    backend = open_store(store)
+    explicit = namespace is not None
+    backend = open_store(store, namespace=namespace if namespace is not None else (auth.login_type or ROOT_NAMESPACE))
+    _claim_namespace(auth, backend, explicit)
     # Built before anything is wrapped: its minter keeps AuthX's own methods (see AuthxMinter).
     revocation = EpochRevocation(
         backend,
@@ -318,6 +328,28 @@ def install(
         app.state.authx_epoch = revocation
     _INSTALLS[auth] = installation
     return revocation
+
+
+#: Which AuthX instance of this process works in which (store location, namespace), and whether it
+#: named the namespace itself.
+_CLAIMS: dict[tuple[str, str], tuple[weakref.ref[AuthX[Any]], bool]] = {}
+
+
+def _claim_namespace(auth: AuthX[Any], backend: Store, explicit: bool) -> None:
+    """Refuse a second AuthX instance on a namespace another one uses, unless both named it."""
+    key = (backend.location, backend.namespace)
+    found = _CLAIMS.get(key)
+    if found is not None:
+        other, other_explicit = found
+        if other() is not None and other() is not auth and not (explicit and other_explicit):
+            shown = repr(backend.namespace) if backend.namespace else "the root namespace"
+            raise ConfigurationError(
+                f"another AuthX instance already uses {shown} of the store at {backend.location}: two instances "
+                "on one namespace share every user's epochs and the global one (an admin's logout would log out "
+                "the user with the same id). Give each its own install(..., namespace='...'), or pass the same "
+                "namespace= to both to share on purpose"
+            )
+    _CLAIMS[key] = (weakref.ref(auth), explicit)
 
 
 def installed(auth: AuthX[Any]) -> Optional[EpochRevocation]:

@@ -10,6 +10,9 @@
 | ``redis+cluster://h1:p1,h2:p2``, ``rediss+cluster://`` | ``RedisStore`` on Redis Cluster (extra ``redis``) |
 
 Add ``?local_cache=1`` to a Redis URL to wrap the store in a ``LocalCache`` (see ``stores.cache``).
+
+``open_store(spec, namespace="name")`` opens the store in a namespace: several AuthX instances
+(or apps) can share one file or one Redis prefix without sharing a record (see ``stores.base``).
 """
 
 from __future__ import annotations
@@ -19,11 +22,28 @@ from typing import Union
 from urllib.parse import urlsplit
 
 from authx_epoch.errors import ConfigurationError
-from authx_epoch.stores.base import AsyncFromSync, AsyncStore, Store, SyncStore
+from authx_epoch.stores.base import (
+    ROOT_NAMESPACE,
+    AsyncFromSync,
+    AsyncStore,
+    Store,
+    SyncStore,
+    check_namespace,
+)
 from authx_epoch.stores.memory import MemoryStore
 from authx_epoch.stores.sqlite import SqliteStore
 
-__all__ = ["AsyncFromSync", "AsyncStore", "MemoryStore", "SqliteStore", "Store", "SyncStore", "open_store"]
+__all__ = [
+    "ROOT_NAMESPACE",
+    "AsyncFromSync",
+    "AsyncStore",
+    "MemoryStore",
+    "SqliteStore",
+    "Store",
+    "SyncStore",
+    "check_namespace",
+    "open_store",
+]
 
 #: What ``install(store=...)`` accepts: a URL or a ready backend object.
 StoreSpec = Union[str, os.PathLike[str], Store]
@@ -32,20 +52,32 @@ _SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "unix://", "redi
 _REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
-def open_store(spec: StoreSpec) -> Store:
-    """Return the backend that ``spec`` names.
+def open_store(spec: StoreSpec, *, namespace: str = ROOT_NAMESPACE) -> Store:
+    """Return the backend that ``spec`` names, in ``namespace``.
 
     Args:
         spec: A store URL (see the module docs) or an object that already is a store (it has
-            ``.sync`` and ``.aio`` sides), returned unchanged.
+            ``.sync`` and ``.aio`` sides, ``namespace``, ``location`` and ``with_namespace``).
+        namespace: The namespace to work in (``""``: the root). For a URL, the store is built in
+            it (and ``close()`` on the result releases its connections). A store object is
+            returned unchanged when ``namespace`` is ``""`` or its own; otherwise the result is
+            ``spec.with_namespace(namespace)``, a view that closes nothing (close ``spec``).
 
     Raises:
-        ConfigurationError: The URL is malformed, its scheme is unknown, or the store cannot be opened.
+        ConfigurationError: The URL is malformed, its scheme is unknown, the store cannot be
+            opened, or the namespace is not a valid name.
     """
+    namespace = check_namespace(namespace)
     if isinstance(spec, Store):
-        return spec
+        return spec if namespace in (ROOT_NAMESPACE, spec.namespace) else spec.with_namespace(namespace)
     if isinstance(spec, os.PathLike):
-        return SqliteStore(spec)
+        return SqliteStore(spec, namespace=namespace)
+    if hasattr(spec, "sync") and hasattr(spec, "aio"):
+        # An object written against the contract before namespaces: say what it lacks.
+        raise ConfigurationError(
+            f"{type(spec).__name__} has .sync and .aio but is not a store: a store object also has "
+            "namespace, location and with_namespace() (see authx_epoch.stores.Store)"
+        )
     if not isinstance(spec, str):
         raise ConfigurationError(
             f"store must be a URL such as 'sqlite:///revocation.db' or a store object, got {type(spec).__name__}"
@@ -54,21 +86,21 @@ def open_store(spec: StoreSpec) -> Store:
     if scheme == "memory":
         if spec.lower().rstrip("/") != "memory:":
             raise ConfigurationError(f"memory:// takes no host, path or options, got {spec!r}")
-        return MemoryStore()
+        return MemoryStore(namespace=namespace)
     if scheme == "sqlite":
         if not spec.lower().startswith("sqlite:///") or len(spec) == len("sqlite:///"):
             raise ConfigurationError(
                 "a SQLite store URL needs a path: 'sqlite:///relative.db' or 'sqlite:////absolute/path.db', "
                 f"got {spec!r}"
             )
-        return SqliteStore(spec[len("sqlite:///") :])
+        return SqliteStore(spec[len("sqlite:///") :], namespace=namespace)
     if scheme in _REDIS_SCHEMES:
-        return _open_redis(spec)
+        return _open_redis(spec, namespace)
     known = ", ".join(_SCHEMES)
     raise ConfigurationError(f"unknown store URL {spec!r}: the schemes known are {known}")
 
 
-def _open_redis(url: str) -> Store:
+def _open_redis(url: str, namespace: str) -> Store:
     # Imported here: redis is an optional dependency, and memory/SQLite users never load it.
     try:
         from authx_epoch.stores.redis import RedisStore
@@ -81,5 +113,5 @@ def _open_redis(url: str) -> Store:
     from authx_epoch.stores.cache import LocalCache, split_cache_options
 
     url, cache_options = split_cache_options(url)
-    store = RedisStore.from_url(url)
+    store = RedisStore.from_url(url, namespace=namespace)
     return store if cache_options is None else LocalCache(store, **cache_options)

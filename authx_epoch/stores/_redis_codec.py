@@ -3,12 +3,17 @@
 Both Redis twins (blocking and asyncio) and both deployments (one Redis, Redis Cluster) share
 this module; they only send what it builds and hand back what Redis answered.
 
-Key layout under a prefix ``P`` (``authx-epoch`` by default)::
+Key layout under a prefix ``P`` (``authx-epoch`` by default), in the root namespace::
 
     P:g                      the global record (no expiry)
     P:{U}:h                  a hash: field ``r`` the record of the user whose id hashes to U,
                              fields ``j:J`` that user's revoked jtis J (field ``c``: a sweep cursor)
     P:s:S                    the record of session S (its generation, expiry and revoked flag)
+
+The keys of namespace ``N`` are the same under ``P~N:`` instead of ``P:`` (``P~N:g``,
+``P~N:{U}:h``, ``P~N:s:S``). Neither prefixes nor namespace names may hold ``~``, so the root's
+``SCAN`` pattern ``P:*`` never matches a namespace's keys, nor ``P~N:*`` another namespace's: a
+wipe, a count or an export of one namespace never touches another.
 
 ``U``, ``J`` and ``S`` are the unpadded base64url SHA-256 digests of the UTF-8 ids: 43
 characters whatever the id holds (braces, colons, glob characters, newlines, 16 kB of text), so
@@ -22,8 +27,9 @@ inside the values, for ``export``.
 Values are msgpack arrays. A record is ``[epoch, created_at, bumped_at, reason, expires_at, uid]``
 with the epoch as a decimal string (Lua, which runs the atomic writes, has only doubles); a
 revoked jti is ``[expires_at, jti, uid]``; a session record is ``[generation, first_generation,
-created_at, expires_at, uid, rotated_at, previous, revoked, session_id]`` (generations as decimal
-strings, absent fields ``false``). Every value carries its own expiry, so reads judge liveness by
+created_at, expires_at, uid, rotated_at, previous, revoked, session_id, grace_used]`` (generations
+as decimal strings, absent fields ``false``; values written before ``grace_used`` existed have nine
+elements and read as ``false``). Every value carries its own expiry, so reads judge liveness by
 the application's clock; Redis' own expiry (a relative ``PX``) only frees memory. A user's hash
 lives as long as its longest entry; expired jti fields are ignored on read and swept a few at a
 time by the writes to that hash.
@@ -41,7 +47,7 @@ from typing import Any, Optional, Union
 
 import msgpack
 
-from authx_epoch.errors import ConfigurationError
+from authx_epoch.errors import ConfigurationError, SessionOwnerError
 from authx_epoch.records import (
     RECORD_SLACK,
     CheckState,
@@ -56,6 +62,7 @@ from authx_epoch.records import (
     merge_records,
     merge_sessions,
 )
+from authx_epoch.stores.base import ROOT_NAMESPACE, check_namespace, namespaced_prefix
 
 #: The key prefix used when none is configured.
 DEFAULT_PREFIX = "authx-epoch"
@@ -249,6 +256,8 @@ def decode_session(raw: Value) -> Optional[SessionRecord]:
             rotated_at=_float(fields[5]),
             previous=_generation(fields[6]),
             revoked=bool(_absent(fields[7])),
+            # Written before grace_used existed: nine elements, the grace not yet used.
+            grace_used=len(fields) > 9 and bool(_absent(fields[9])),
         )
     except (ValueError, TypeError, IndexError, msgpack.UnpackException):
         return _DAMAGED_SESSION
@@ -271,6 +280,7 @@ def encode_session(record: SessionRecord, session_id: str) -> bytes:
             absent(None if record.previous is None else str(record.previous)),
             record.revoked,
             session_id,
+            record.grace_used,
         ]
     )
 
@@ -301,25 +311,39 @@ class KeySpace:
     """Builds every key and script call of one store, and decodes every answer.
 
     Args:
-        prefix: The namespace of this store's keys; several apps can share one Redis with
-            different prefixes. It may not contain braces (they would change Cluster hash slots).
+        prefix: The prefix of this store's keys; several apps can share one Redis with different
+            prefixes. It may contain neither braces (they would change Cluster hash slots) nor
+            ``~`` (it separates namespaces).
         cluster: Whether the keys live on a Redis Cluster, where a script may only touch the keys
             of one hash slot.
+        namespace: The namespace of the keys (``""``: the root, keys under ``prefix:``; else
+            under ``prefix~namespace:``).
     """
 
-    def __init__(self, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False) -> None:
-        """Validate ``prefix`` and precompute the fixed keys."""
+    def __init__(self, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False, namespace: str = ROOT_NAMESPACE) -> None:
+        """Validate ``prefix`` and ``namespace`` and precompute the fixed keys."""
         if not isinstance(prefix, str) or not prefix:
             raise ConfigurationError(f"the Redis key prefix must be a non-empty string, got {prefix!r}")
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(
                 f"the Redis key prefix must not contain '{{' or '}}' (they select Cluster hash slots), got {prefix!r}"
             )
+        if "~" in prefix:
+            raise ConfigurationError(
+                f"the Redis key prefix must not contain '~' (it separates namespaces: use namespace=), got {prefix!r}"
+            )
         self.prefix = prefix
         self.cluster = cluster
-        self._p = _id_bytes(prefix) + b":"
+        self.namespace = check_namespace(namespace)
+        #: The prefix of this namespace's keys and of its local-cache channel.
+        self.keys_prefix = namespaced_prefix(prefix, self.namespace)
+        self._p = _id_bytes(self.keys_prefix) + b":"
         self.global_key = self._p + b"g"
         self.pattern = _glob_escape(self._p) + b"*"
+
+    def with_namespace(self, namespace: str) -> KeySpace:
+        """The same keys in another namespace."""
+        return KeySpace(self.prefix, cluster=self.cluster, namespace=namespace)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -427,8 +451,25 @@ class KeySpace:
         args = _pack([str(clock_epoch(now)), now, expires_at, expires_at + RECORD_SLACK, uid, session_id])
         return Call(SESSION, [self.session_key(session_id)], [b"ensure", args])
 
+    @staticmethod
+    def ensured_session(answer: Sequence[Value]) -> Value:
+        """The session value from the answer of ``ensure_session_call``.
+
+        Raises:
+            SessionOwnerError: The session belongs to another user (the script wrote nothing).
+        """
+        if answer[0] == b"owner":
+            raise SessionOwnerError()
+        return answer[1]
+
     def stamps(self, answer: Sequence[Value], global_raw: Value = None, session_raw: Value = None) -> Stamps:
-        """The stamps from the answer of ``issue_call`` (on Cluster, also ``setup_call``, ``ensure_session_call``)."""
+        """The stamps from the answer of ``issue_call`` (on Cluster, also ``setup_call``, ``ensured_session``).
+
+        Raises:
+            SessionOwnerError: The session belongs to another user (the script wrote nothing).
+        """
+        if len(answer) > 3 and answer[3] == b"owner":
+            raise SessionOwnerError()
         user = decode_record(answer[0])
         global_ = decode_record(answer[1] if not self.cluster else global_raw)
         if user is None or global_ is None:
@@ -454,14 +495,30 @@ class KeySpace:
         args: list[Union[bytes, str]] = [encode_revoked(expires_at, jti, uid), self.token_field(jti), repr(float(now))]
         return Call(REVOKE, [self.user_key(uid)], args)
 
-    def revoke_session_call(self, session_id: str, expires_at: float, now: float) -> Call:
-        """Mark the session's record revoked until at least ``expires_at`` (creating it revoked if missing)."""
-        args = _pack([str(clock_epoch(now)), now, float(expires_at), session_id])
+    def revoke_session_call(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Call:
+        """Mark the session's record revoked until at least ``expires_at`` (creating it revoked if missing).
+
+        With ``uid``, a live record of another user is left alone (see ``revocation``).
+        """
+        args = _pack([str(clock_epoch(now)), now, float(expires_at), session_id, uid if uid is not None else False])
         return Call(SESSION, [self.session_key(session_id)], [b"revoke", args])
 
-    def rotate_session_call(self, session_id: str, presented: int, now: float, grace: float, expires_at: float) -> Call:
-        """Rotate a session atomically (see ``records.rotate``; the script mirrors it)."""
-        args = _pack([str(clock_epoch(now)), now, str(presented), float(grace), float(expires_at)])
+    @staticmethod
+    def revocation(answer: Sequence[Value]) -> bool:
+        """Whether the session was known, from the answer of ``revoke_session_call``.
+
+        Raises:
+            SessionOwnerError: The session belongs to another user (the script wrote nothing).
+        """
+        if answer[0] == b"owner":
+            raise SessionOwnerError()
+        return answer[0] == b"known"
+
+    def rotate_session_call(
+        self, session_id: str, uid: str, presented: int, now: float, grace: float, expires_at: float
+    ) -> Call:
+        """Rotate a session of ``uid`` atomically (see ``records.rotate``; the script mirrors it)."""
+        args = _pack([str(clock_epoch(now)), now, str(presented), float(grace), float(expires_at), uid])
         return Call(SESSION, [self.session_key(session_id)], [b"rotate", args])
 
     @staticmethod
@@ -507,8 +564,8 @@ class KeySpace:
         """The write that imports a revoked id, or ``None`` if the entry is not one."""
         if entry.expires_at is None:
             return None
-        if entry.kind == "token":
-            return self.revoke_token_call(entry.uid or "", entry.key, entry.expires_at, now)
+        if entry.kind == "token" and entry.uid is not None:
+            return self.revoke_token_call(entry.uid, entry.key, entry.expires_at, now)
         if entry.kind == "session" and entry.session is None:
             return self.revoke_session_call(entry.key, entry.expires_at, now)
         return None

@@ -6,14 +6,24 @@ by ``authx_epoch.decision`` from what ``fetch`` returns, identically for every b
 Every backend object exposes ``.sync`` (a ``SyncStore``) and ``.aio`` (an ``AsyncStore``) over
 the same data. Backends whose I/O is local (memory, SQLite) implement ``SyncStore`` and get
 their async side from ``AsyncFromSync``; network backends implement both natively.
+
+Namespaces: every store object works in one namespace of its data (``""``, the root, is the
+layout and data of stores written before namespaces existed). ``with_namespace(name)`` gives a
+view of the same data in another namespace: records, revoked ids and sessions of one namespace
+are never seen, counted, exported nor wiped through another. A view shares its parent's
+connections, clients and files and owns none of them: its ``close()`` (and its sides' ``close()``)
+does nothing; close the store object you built (or that ``open_store`` returned) once its views
+are no longer used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Optional, Protocol, TypeVar, runtime_checkable
 
+from authx_epoch.errors import ConfigurationError
 from authx_epoch.records import (
     CheckState,
     EpochRecord,
@@ -25,6 +35,35 @@ from authx_epoch.records import (
 )
 
 _R = TypeVar("_R")
+
+#: The root namespace: the data of a store as it was before namespaces existed.
+ROOT_NAMESPACE = ""
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def namespaced_prefix(prefix: str, namespace: str) -> str:
+    """The key prefix of ``namespace`` under ``prefix``: ``prefix`` itself for the root, else ``prefix~namespace``.
+
+    ``~`` is allowed in neither prefixes nor namespace names, so ``prefix:*`` (the root's keys)
+    never matches the keys of a namespace, nor one namespace's keys another's.
+    """
+    return f"{prefix}~{namespace}" if namespace else prefix
+
+
+def check_namespace(namespace: object) -> str:
+    """Return ``namespace`` if it is a valid namespace name.
+
+    Raises:
+        ConfigurationError: It is not ``""`` (the root) nor 1 to 64 ASCII letters, digits,
+            ``_``, ``.`` or ``-`` starting with a letter or a digit.
+    """
+    if namespace == ROOT_NAMESPACE or (isinstance(namespace, str) and _NAMESPACE.fullmatch(namespace)):
+        return str(namespace)
+    raise ConfigurationError(
+        "a namespace is '' (the root) or 1 to 64 ASCII letters, digits, '_', '.' or '-' starting with a letter "
+        f"or a digit, got {namespace!r:.80}"
+    )
 
 
 @runtime_checkable
@@ -47,19 +86,26 @@ class SyncStore(Protocol):
         Creates the user and global records when they are missing (starting at the clock value)
         and keeps the user record alive at least until ``expires_at``. With ``session_id``, does
         the same for the session's record and returns its generation in the stamps (a revoked
-        session stays revoked). Writes nothing when every record already lives long enough.
+        session stays revoked; a new record belongs to ``uid``). Writes nothing when every record
+        already lives long enough.
+
+        Raises:
+            SessionOwnerError: The session's live record belongs to another user; nothing was
+                written (no user, global or session record).
         """
         ...
 
     def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
-        """Atomically rotate a session on the use of its refresh token (see ``records.rotate``).
+        """Atomically rotate a session of ``uid`` on the use of its refresh token (see ``records.rotate``).
 
         ``ROTATED``: the presented generation was current; it moved forward and the record lives
         at least until ``expires_at``. ``GRACE``: the previous generation within ``grace`` seconds
-        of the rotation; nothing moves. ``REUSED``: anything older; the session is revoked in the
-        same atomic step. ``REVOKED``: already revoked. ``MISSING``: no live record.
+        of the rotation, the first time since it; nothing moves but the record remembers that the
+        grace is used. ``REUSED``: anything older, or the previous generation again; the session
+        is revoked in the same atomic step. ``REVOKED``: already revoked. ``MISSING``: no live
+        record, or one of another user (nothing is written then).
         """
         ...
 
@@ -85,11 +131,16 @@ class SyncStore(Protocol):
         """
         ...
 
-    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """Mark the session revoked until at least ``expires_at`` (never shortening its record).
 
-        A session the store has no record of gets a revoked record, so tokens that carry its id
-        are rejected whether or not they carry a generation.
+        A session the store has no record of gets a revoked record (owned by ``uid``, or by
+        nobody), so tokens that carry its id are rejected whether or not they carry a generation.
+        Returns whether a live record of the session existed before the call.
+
+        Raises:
+            SessionOwnerError: ``uid`` is given and the session's live record belongs to another
+                user; nothing was written.
         """
         ...
 
@@ -110,15 +161,19 @@ class SyncStore(Protocol):
         ...
 
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """Merge entries in, never moving an epoch backwards nor shortening a revocation; return the count."""
+        """Merge entries in, never moving an epoch backwards nor shortening a revocation; return the count.
+
+        Raises:
+            InvalidArgumentError: A revoked token entry has no owner; nothing was imported.
+        """
         ...
 
     def wipe(self) -> None:
-        """Forget everything (tests and disaster drills; the result is rejection, never acceptance)."""
+        """Forget everything of this namespace (tests and drills; the result is rejection, never acceptance)."""
         ...
 
     def close(self) -> None:
-        """Release connections and files."""
+        """Release connections and files (nothing for a namespace view: see the module docs)."""
         ...
 
 
@@ -141,7 +196,7 @@ class AsyncStore(Protocol):
         ...
 
     async def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
         """See ``SyncStore.rotate_session``."""
         ...
@@ -162,7 +217,7 @@ class AsyncStore(Protocol):
         """See ``SyncStore.revoke_token``."""
         ...
 
-    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    async def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """See ``SyncStore.revoke_session``."""
         ...
 
@@ -197,7 +252,7 @@ class AsyncStore(Protocol):
 
 @runtime_checkable
 class Store(Protocol):
-    """A backend: one object holding both sides over the same data."""
+    """A backend: one object holding both sides over the same data, in one namespace of it."""
 
     @property
     def sync(self) -> SyncStore:
@@ -207,6 +262,29 @@ class Store(Protocol):
     @property
     def aio(self) -> AsyncStore:
         """The awaitable side."""
+        ...
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this object works in (``""``: the root)."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """Where the data is, without any secret: equal for every store object over the same data.
+
+        ``memory://<id>``, ``sqlite:////absolute/path.db``, ``redis://host:port/db?prefix=P``,
+        ``unix:///path?db=N&prefix=P`` or ``redis+cluster://h1:p1,h2:p2?prefix=P``. The namespace
+        is not part of it (see ``namespace``).
+        """
+        ...
+
+    def with_namespace(self, namespace: str) -> Store:
+        """A view of the same data in ``namespace``, sharing this object's connections (see the module docs).
+
+        Raises:
+            ConfigurationError: ``namespace`` is not a valid name (see ``check_namespace``).
+        """
         ...
 
 
@@ -243,10 +321,12 @@ class AsyncFromSync:
         return await self._write(self._sync.issue, uid, now, expires_at, session_id)
 
     async def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
         """See ``SyncStore.rotate_session``."""
-        return await self._write(self._sync.rotate_session, session_id, presented_generation, now, grace, expires_at)
+        return await self._write(
+            self._sync.rotate_session, session_id, uid, presented_generation, now, grace, expires_at
+        )
 
     async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
         """See ``SyncStore.get_session``."""
@@ -264,9 +344,9 @@ class AsyncFromSync:
         """See ``SyncStore.revoke_token``."""
         await self._write(self._sync.revoke_token, uid, jti, expires_at, now)
 
-    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    async def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """See ``SyncStore.revoke_session``."""
-        await self._write(self._sync.revoke_session, session_id, expires_at, now)
+        return await self._write(self._sync.revoke_session, session_id, expires_at, now, uid)
 
     async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
         """See ``SyncStore.get_user``."""

@@ -11,12 +11,16 @@ store. A check is answered from memory only when every part it needs was confirm
 store (one round trip, as without the cache) and refreshes those parts.
 
 Every write made through the cache publishes a small msgpack message on ``<prefix>:changes``
+(``<prefix>~<namespace>:changes`` for a namespace other than the root)
 naming what changed (a digest of the user id or session id, the global record, or everything);
 each process's subscriber drops the matching parts at once. A process sees its own writes at once
 (it drops its own parts before the write returns). Writers that bypass the cache (a process, or
 the ``authx-epoch`` CLI, using a URL without ``local_cache=1``) are seen within ``staleness`` only.
 When the subscription drops, the cache is cleared and every check goes to the store until the
 subscriber is back, so the staleness bound holds even when invalidations are lost.
+
+``with_namespace`` gives a ``LocalCache`` over the wrapped store's view of that namespace, with its
+own memory, channel and subscriber; closing it stops its subscriber only.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from authx_epoch.records import (
     Stamps,
     StoreStats,
 )
-from authx_epoch.stores.base import AsyncStore, Store, SyncStore
+from authx_epoch.stores.base import AsyncStore, Store, SyncStore, namespaced_prefix
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_STALENESS", "LocalCache", "split_cache_options"]
 
@@ -507,10 +511,10 @@ class _CachedSync:
         return stamps
 
     def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
         """See ``SyncStore.rotate_session``."""
-        outcome = self._inner.rotate_session(session_id, presented_generation, now, grace, expires_at)
+        outcome = self._inner.rotate_session(session_id, uid, presented_generation, now, grace, expires_at)
         self._changed([(_SESSION, _digest(session_id))])
         return outcome
 
@@ -535,10 +539,11 @@ class _CachedSync:
         self._inner.revoke_token(uid, jti, expires_at, now)
         self._changed([(_USER, _digest(uid))])
 
-    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """See ``SyncStore.revoke_session``."""
-        self._inner.revoke_session(session_id, expires_at, now)
+        known = self._inner.revoke_session(session_id, expires_at, now, uid)
         self._changed([(_SESSION, _digest(session_id))])
+        return known
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
         """See ``SyncStore.get_user`` (always read from the store)."""
@@ -618,10 +623,10 @@ class _CachedAsync:
         return stamps
 
     async def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
         """See ``SyncStore.rotate_session``."""
-        outcome = await self._inner.rotate_session(session_id, presented_generation, now, grace, expires_at)
+        outcome = await self._inner.rotate_session(session_id, uid, presented_generation, now, grace, expires_at)
         await self._changed([(_SESSION, _digest(session_id))])
         return outcome
 
@@ -646,10 +651,11 @@ class _CachedAsync:
         await self._inner.revoke_token(uid, jti, expires_at, now)
         await self._changed([(_USER, _digest(uid))])
 
-    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    async def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """See ``SyncStore.revoke_session``."""
-        await self._inner.revoke_session(session_id, expires_at, now)
+        known = await self._inner.revoke_session(session_id, expires_at, now, uid)
         await self._changed([(_SESSION, _digest(session_id))])
+        return known
 
     async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
         """See ``SyncStore.get_user`` (always read from the store)."""
@@ -727,7 +733,8 @@ class LocalCache:
     check is answered from memory only when every part it needs (user record, global record, the
     jti's and session's revoked-or-not answers) was confirmed by the store less than
     ``staleness`` seconds ago and the invalidation channel is connected. Every write through it
-    publishes what changed on ``<prefix>:changes``; each process drops those parts at once.
+    publishes what changed on ``<prefix>:changes`` (``<prefix>~<namespace>:changes`` in a namespace
+    other than the root); each process drops those parts at once.
 
     Args:
         store: The store to wrap, usually a ``RedisStore``.
@@ -736,7 +743,8 @@ class LocalCache:
         max_entries: The most users, and separately sessions, kept in memory.
         client: A blocking ``redis.Redis`` (or ``RedisCluster``) for the channel; by default the
             wrapped ``RedisStore``'s own.
-        prefix: The channel is ``<prefix>:changes``; by default the wrapped store's prefix.
+        prefix: The channel is ``<prefix>:changes`` (``<prefix>~<namespace>:changes`` when the
+            wrapped store works in a namespace); by default the wrapped store's prefix.
         clock: A monotonic clock for the age of answers (tests inject one; never the wall clock).
 
     Raises:
@@ -765,7 +773,8 @@ class LocalCache:
         self.prefix = name_prefix
         self.kind = store.sync.kind
         self._memory = _Memory(_staleness(staleness), _max_entries(max_entries), clock)
-        self._channel = _Channel(client, f"{name_prefix}:changes", self._memory)
+        channel = f"{namespaced_prefix(name_prefix, store.namespace)}:changes"
+        self._channel = _Channel(client, channel, self._memory)
         self._sync = _CachedSync(store.sync, self._memory, self._channel)
         self._aio = _CachedAsync(store.aio, self._memory, self._channel)
 
@@ -778,6 +787,31 @@ class LocalCache:
     def aio(self) -> AsyncStore:
         """The asyncio side."""
         return self._aio
+
+    @property
+    def namespace(self) -> str:
+        """The namespace of the wrapped store."""
+        return self.inner.namespace
+
+    @property
+    def location(self) -> str:
+        """Where the wrapped store's data is (see ``Store.location``)."""
+        return self.inner.location
+
+    def with_namespace(self, namespace: str) -> Store:
+        """A cache over the wrapped store's view of ``namespace``, with its own memory and channel.
+
+        It shares the wrapped store's clients and the channel's Redis client; its ``close()``
+        stops its own subscriber and closes nothing shared.
+        """
+        return LocalCache(
+            self.inner.with_namespace(namespace),
+            staleness=self._memory.staleness,
+            max_entries=self._memory.max_entries,
+            client=self._channel.client,
+            prefix=self.prefix,
+            clock=self._memory.clock,
+        )
 
     @property
     def staleness(self) -> float:
@@ -808,7 +842,7 @@ class LocalCache:
         self._memory.forget(_EVERYTHING)
 
     def close(self) -> None:
-        """Stop the subscriber and close the wrapped store."""
+        """Stop the subscriber and close the wrapped store (which does nothing if it is a namespace view)."""
         self._channel.stop()
         closer: Union[Callable[[], None], None] = getattr(self.inner, "close", None)
         if closer is not None:

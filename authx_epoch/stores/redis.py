@@ -15,6 +15,7 @@ service resumes when Redis is back. The key layout is described in ``_redis_code
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Optional, Union, cast
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -42,6 +43,7 @@ from authx_epoch.records import (
     SnapshotEntry,
     Stamps,
     StoreStats,
+    owned_entries,
 )
 from authx_epoch.stores._redis_codec import (
     DEFAULT_PREFIX,
@@ -52,7 +54,7 @@ from authx_epoch.stores._redis_codec import (
     UnreadableValueError,
     Value,
 )
-from authx_epoch.stores.base import AsyncStore, SyncStore
+from authx_epoch.stores.base import ROOT_NAMESPACE, AsyncStore, Store, SyncStore
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore"]
 
@@ -183,28 +185,45 @@ def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
 # -- I/O: the blocking twin ----------------------------------------------------------------
 
 
-class _SyncRedis:
-    """The blocking side: sends what ``KeySpace`` builds, hands back what Redis answers."""
+class _SyncClient:
+    """The blocking client of one ``RedisStore``, built on first use; shared by its namespace views."""
 
-    def __init__(self, keys: KeySpace, kind: str, factory: Callable[[], AnyRedis], owned: bool) -> None:
-        self.kind = kind
-        self._keys = keys
-        self._factory = factory
-        self._owned = owned
-        self._client: Optional[AnyRedis] = None
-        self._lock = threading.Lock()
-        self._read_only_scripts = True
+    def __init__(self, factory: Callable[[], AnyRedis], owned: bool) -> None:
+        self.factory = factory
+        self.owned = owned
+        self.client: Optional[AnyRedis] = None
+        self.lock = threading.Lock()
+        #: Whether the server has EVALSHA_RO (Redis 7.0 and later); learnt on first use.
+        self.read_only_scripts = True
 
-    def _redis(self) -> AnyRedis:
-        client = self._client
+    def get(self) -> AnyRedis:
+        client = self.client
         if client is None:
             # Built on first use: a Cluster client contacts the cluster when it is built, and an
             # outage at start-up must be a StoreUnavailableError, not a crash at import.
-            with self._lock:
-                client = self._client
+            with self.lock:
+                client = self.client
                 if client is None:
-                    client = self._client = self._factory()
+                    client = self.client = self.factory()
         return client
+
+    def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None and self.owned:
+            client.close()
+
+
+class _SyncRedis:
+    """The blocking side: sends what ``KeySpace`` builds, hands back what Redis answers."""
+
+    def __init__(self, keys: KeySpace, kind: str, shared: _SyncClient, *, closes: bool) -> None:
+        self.kind = kind
+        self._keys = keys
+        self._shared = shared
+        self._closes = closes
+
+    def _redis(self) -> AnyRedis:
+        return self._shared.get()
 
     def _eval(self, call: Call) -> Any:
         client = self._redis()
@@ -216,7 +235,7 @@ class _SyncRedis:
 
     def _eval_ro(self, call: Call) -> Any:
         client = self._redis()
-        if not self._read_only_scripts:
+        if not self._shared.read_only_scripts:
             return self._eval(call)
         try:
             return client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
@@ -225,7 +244,7 @@ class _SyncRedis:
         except ResponseError as exc:
             if not _no_read_only_scripts(exc):
                 raise
-            self._read_only_scripts = False
+            self._shared.read_only_scripts = False
             return self._eval(call)
 
     def _mget(self, keys: Sequence[bytes]) -> list[Value]:
@@ -256,24 +275,27 @@ class _SyncRedis:
         """See ``SyncStore.issue``."""
         keys = self._keys
         with _unavailable("issue"):
-            answer = self._eval(keys.issue_call(uid, now, expires_at, session_id))
             if not keys.cluster:
-                return keys.stamps(answer)
-            global_raw = self._eval(keys.setup_call(now))
+                return keys.stamps(self._eval(keys.issue_call(uid, now, expires_at, session_id)))
             session_raw = None
             if session_id is not None:
-                session_raw = self._eval(keys.ensure_session_call(uid, session_id, now, expires_at))
+                # The session's slot first, alone: a session of another user refuses the mint
+                # before the user's or the global record is written.
+                session_raw = keys.ensured_session(
+                    self._eval(keys.ensure_session_call(uid, session_id, now, expires_at))
+                )
+            answer = self._eval(keys.issue_call(uid, now, expires_at, session_id))
+            global_raw = self._eval(keys.setup_call(now))
             return keys.stamps(answer, global_raw, session_raw)
 
     def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
         """See ``SyncStore.rotate_session``."""
         keys = self._keys
         with _unavailable("rotate_session"):
-            return keys.rotation(
-                self._eval(keys.rotate_session_call(session_id, presented_generation, now, grace, expires_at))
-            )
+            call = keys.rotate_session_call(session_id, uid, presented_generation, now, grace, expires_at)
+            return keys.rotation(self._eval(call))
 
     def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
         """See ``SyncStore.get_session``."""
@@ -296,10 +318,11 @@ class _SyncRedis:
         with _unavailable("revoke_token"):
             self._eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
 
-    def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """See ``SyncStore.revoke_session``."""
+        keys = self._keys
         with _unavailable("revoke_session"):
-            self._eval(self._keys.revoke_session_call(session_id, expires_at, now))
+            return keys.revocation(self._eval(keys.revoke_session_call(session_id, expires_at, now, uid)))
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
         """See ``SyncStore.get_user``."""
@@ -337,9 +360,10 @@ class _SyncRedis:
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
         """See ``SyncStore.import_entries``."""
         keys, count = self._keys, 0
+        checked = owned_entries(entries)
         with _unavailable("import"):
             client = self._redis()
-            for entry in entries:
+            for entry in checked:
                 target = keys.import_key(entry, now)
                 if target is not None:
                     key, field = target
@@ -356,7 +380,7 @@ class _SyncRedis:
         return count
 
     def wipe(self) -> None:
-        """Delete every key under this store's prefix (never anything else: no FLUSHALL)."""
+        """Delete every key of this store's namespace (never anything else: no FLUSHALL)."""
         with _unavailable("wipe"):
             client = self._redis()
             found = client.scan_iter(match=self._keys.pattern, count=_BATCH)
@@ -364,10 +388,9 @@ class _SyncRedis:
                 client.delete(*batch)
 
     def close(self) -> None:
-        """Close the client if this store built it."""
-        client, self._client = self._client, None
-        if client is not None and self._owned:
-            client.close()
+        """Close the client if this store built it (nothing for a namespace view)."""
+        if self._closes:
+            self._shared.close()
 
 
 # -- I/O: the asyncio twin -----------------------------------------------------------------
@@ -386,7 +409,7 @@ def _close_now(client: AnyAsyncRedis) -> None:
             # What aclose() sets: the client counts as closed (redis-py 8.2 and later look at the
             # default node, earlier ones at _initialize).
             client._initialize = True
-            manager.default_node = None  # type: ignore[assignment]
+            manager.default_node = None  # type: ignore[assignment]  # redis-py types it as always set
         else:
             pool = client.connection_pool
             connections = [*pool._available_connections, *pool._in_use_connections]
@@ -417,47 +440,69 @@ async def _initialize(client: AnyAsyncRedis) -> None:
         await client.initialize()
 
 
-class _AsyncRedis:
-    """The asyncio side: the same calls as ``_SyncRedis``, awaited."""
+class _AsyncClients:
+    """The asyncio clients of one ``RedisStore`` (one per event loop, or the one given); shared by its views."""
 
-    def __init__(
-        self, keys: KeySpace, kind: str, factory: Callable[[], AnyAsyncRedis], fixed: Optional[AnyAsyncRedis]
-    ) -> None:
-        self.kind = kind
-        self._keys = keys
-        self._factory = factory
-        self._fixed = fixed
+    def __init__(self, factory: Callable[[], AnyAsyncRedis], fixed: Optional[AnyAsyncRedis]) -> None:
+        self.factory = factory
+        self.fixed = fixed
         # A client per event loop for the clients this store builds (tests, asyncio.run() per job).
-        self._clients: weakref.WeakKeyDictionary[
+        self.clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any, asyncio.Task[None]]
         ] = weakref.WeakKeyDictionary()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._client: Optional[AnyAsyncRedis] = None
-        self._read_only_scripts = True
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+        self.client: Optional[AnyAsyncRedis] = None
+        #: Whether the server has EVALSHA_RO (Redis 7.0 and later); learnt on first use.
+        self.read_only_scripts = True
 
-    async def _redis(self) -> AnyAsyncRedis:
-        if self._fixed is not None:
-            return self._fixed
+    async def get(self) -> AnyAsyncRedis:
+        if self.fixed is not None:
+            return self.fixed
         loop = asyncio.get_running_loop()
-        if loop is self._loop and self._client is not None:
-            return self._client
-        found = self._clients.get(loop)
+        if loop is self.loop and self.client is not None:
+            return self.client
+        found = self.clients.get(loop)
         if found is None:
-            client = self._factory()
+            client = self.factory()
             keeper = _keeper(client)
             await keeper.__anext__()  # never suspends: no other caller can slip in before the entry exists
-            found = self._clients[loop] = (client, keeper, loop.create_task(_initialize(client)))
+            found = self.clients[loop] = (client, keeper, loop.create_task(_initialize(client)))
         client, keeper, ready = found
         if ready.done() and not ready.cancelled() and ready.exception() is not None:
             # The first contact failed (Redis down at start-up): try again on this call.
             ready = loop.create_task(_initialize(client))
-            self._clients[loop] = (client, keeper, ready)
+            self.clients[loop] = (client, keeper, ready)
         # Every caller waits for the one initialization: a Cluster client that many requests
         # start using at once otherwise maps the cluster several times over, dropping the
         # connections of commands in flight (which redis-py then retries, running them twice).
         await asyncio.shield(ready)
-        self._loop, self._client = loop, client
+        self.loop, self.client = loop, client
         return client
+
+    async def close(self) -> None:
+        if self.fixed is not None:
+            return
+        found = self.clients.pop(asyncio.get_running_loop(), None)
+        self.loop = self.client = None
+        if found is not None:
+            client, keeper, _ = found
+            try:
+                await client.aclose()
+            finally:
+                await keeper.aclose()
+
+
+class _AsyncRedis:
+    """The asyncio side: the same calls as ``_SyncRedis``, awaited."""
+
+    def __init__(self, keys: KeySpace, kind: str, shared: _AsyncClients, *, closes: bool) -> None:
+        self.kind = kind
+        self._keys = keys
+        self._shared = shared
+        self._closes = closes
+
+    async def _redis(self) -> AnyAsyncRedis:
+        return await self._shared.get()
 
     async def _eval(self, call: Call) -> Any:
         client = await self._redis()
@@ -468,7 +513,7 @@ class _AsyncRedis:
 
     async def _eval_ro(self, call: Call) -> Any:
         client = await self._redis()
-        if not self._read_only_scripts:
+        if not self._shared.read_only_scripts:
             return await self._eval(call)
         try:
             return await client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
@@ -477,7 +522,7 @@ class _AsyncRedis:
         except ResponseError as exc:
             if not _no_read_only_scripts(exc):
                 raise
-            self._read_only_scripts = False
+            self._shared.read_only_scripts = False
             return await self._eval(call)
 
     async def _mget(self, keys: Sequence[bytes]) -> list[Value]:
@@ -512,20 +557,24 @@ class _AsyncRedis:
         with _unavailable("issue"):
             if not keys.cluster:
                 return keys.stamps(await self._eval(keys.issue_call(uid, now, expires_at, session_id)))
-            # The user's slot, the global record's and the session's are on different nodes: ask all at once.
-            calls = [keys.issue_call(uid, now, expires_at), keys.setup_call(now)]
+            session_raw = None
             if session_id is not None:
-                calls.append(keys.ensure_session_call(uid, session_id, now, expires_at))
+                # The session's slot first, alone: a session of another user refuses the mint
+                # before anything else is written (one more round trip, for mints of a session).
+                call = keys.ensure_session_call(uid, session_id, now, expires_at)
+                session_raw = keys.ensured_session(await self._eval(call))
+            # The user's slot and the global record's are on different nodes: ask both at once.
+            calls = [keys.issue_call(uid, now, expires_at), keys.setup_call(now)]
             answers = await asyncio.gather(*(self._eval(call) for call in calls))
-            return keys.stamps(answers[0], answers[1], answers[2] if session_id is not None else None)
+            return keys.stamps(answers[0], answers[1], session_raw)
 
     async def rotate_session(
-        self, session_id: str, presented_generation: int, now: float, grace: float, expires_at: float
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
         """See ``SyncStore.rotate_session``."""
         keys = self._keys
         with _unavailable("rotate_session"):
-            call = keys.rotate_session_call(session_id, presented_generation, now, grace, expires_at)
+            call = keys.rotate_session_call(session_id, uid, presented_generation, now, grace, expires_at)
             return keys.rotation(await self._eval(call))
 
     async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
@@ -550,10 +599,11 @@ class _AsyncRedis:
         with _unavailable("revoke_token"):
             await self._eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
 
-    async def revoke_session(self, session_id: str, expires_at: float, now: float) -> None:
+    async def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
         """See ``SyncStore.revoke_session``."""
+        keys = self._keys
         with _unavailable("revoke_session"):
-            await self._eval(self._keys.revoke_session_call(session_id, expires_at, now))
+            return keys.revocation(await self._eval(keys.revoke_session_call(session_id, expires_at, now, uid)))
 
     async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
         """See ``SyncStore.get_user``."""
@@ -591,9 +641,10 @@ class _AsyncRedis:
     async def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
         """See ``SyncStore.import_entries``."""
         keys, count = self._keys, 0
+        checked = owned_entries(entries)
         with _unavailable("import"):
             client = await self._redis()
-            for entry in entries:
+            for entry in checked:
                 target = keys.import_key(entry, now)
                 if target is not None:
                     key, field = target
@@ -609,7 +660,7 @@ class _AsyncRedis:
         return count
 
     async def wipe(self) -> None:
-        """Delete every key under this store's prefix (never anything else: no FLUSHALL)."""
+        """Delete every key of this store's namespace (never anything else: no FLUSHALL)."""
         with _unavailable("wipe"):
             client = await self._redis()
             found = [key async for key in client.scan_iter(match=self._keys.pattern, count=_BATCH)]
@@ -617,17 +668,9 @@ class _AsyncRedis:
                 await client.delete(*found[start : start + _BATCH])
 
     async def close(self) -> None:
-        """Close this event loop's client if this store built it."""
-        if self._fixed is not None:
-            return
-        found = self._clients.pop(asyncio.get_running_loop(), None)
-        self._loop = self._client = None
-        if found is not None:
-            client, keeper, _ = found
-            try:
-                await client.aclose()
-            finally:
-                await keeper.aclose()
+        """Close this event loop's client if this store built it (nothing for a namespace view)."""
+        if self._closes:
+            await self._shared.close()
 
 
 # -- building clients ----------------------------------------------------------------------
@@ -682,6 +725,29 @@ POOL_SIZE = 128
 POOL_WAIT = 1.0
 
 
+def _host_port(host: str, port: object) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _location(client: Any, prefix: str) -> str:
+    """Where a client's data is, without credentials (see ``Store.location``)."""
+    suffix = "prefix=" + quote(prefix, safe=":")
+    manager = getattr(client, "nodes_manager", None)
+    if manager is not None:  # a Cluster client, blocking or asyncio
+        nodes = sorted(_host_port(node.host, node.port) for node in manager.startup_nodes.values())
+        return f"redis+cluster://{','.join(nodes)}?{suffix}"
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    connection = getattr(getattr(pool, "connection_class", None), "__name__", "")
+    if isinstance(kwargs, dict) and connection == "UnixDomainSocketConnection":
+        return f"unix://{kwargs.get('path')}?db={kwargs.get('db', 0)}&{suffix}"
+    if isinstance(kwargs, dict) and connection in ("Connection", "SSLConnection"):
+        where = _host_port(str(kwargs.get("host", "localhost")), kwargs.get("port", 6379))
+        return f"redis://{where}/{kwargs.get('db', 0)}?{suffix}"
+    # A Sentinel or custom pool: the client object is all that names the data.
+    return f"redis://client-{id(client):x}?{suffix}"
+
+
 class RedisStore:
     """A store in Redis or Redis Cluster (or Valkey), shared by every process that uses the same prefix.
 
@@ -697,10 +763,14 @@ class RedisStore:
     given to the store are never closed by it; clients it builds are. Clients must not decode
     responses (``decode_responses=False``, the default): values are msgpack bytes.
 
+    ``with_namespace`` gives views over the same clients whose keys live under
+    ``<prefix>~<namespace>:`` (see ``_redis_codec``); a view never closes the clients.
+
     Args:
         client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster``.
         sync_client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` over the same data.
-        prefix: The namespace of the keys (no braces); several apps can share one Redis.
+        prefix: The prefix of the keys (no braces, no ``~``); several apps can share one Redis.
+        namespace: The namespace this object works in (``""``: the root, keys under ``<prefix>:``).
     """
 
     def __init__(
@@ -709,6 +779,7 @@ class RedisStore:
         *,
         sync_client: Optional[AnyRedis] = None,
         prefix: str = DEFAULT_PREFIX,
+        namespace: str = ROOT_NAMESPACE,
     ) -> None:
         """Wrap clients you built; see the class docs."""
         if client is None and sync_client is None:
@@ -736,7 +807,7 @@ class RedisStore:
             != isinstance(sync_client, redis.cluster.RedisCluster)
         ):
             raise ConfigurationError("client and sync_client must both be Cluster clients, or neither")
-        keys = KeySpace(prefix, cluster=cluster)
+        keys = KeySpace(prefix, cluster=cluster, namespace=namespace)
         kind = "redis+cluster" if cluster else "redis"
         sync_factory: Callable[[], AnyRedis]
         async_factory: Callable[[], AnyAsyncRedis]
@@ -755,7 +826,8 @@ class RedisStore:
             async_factory = _missing("asyncio (client=redis.asyncio.Redis(...))", "a blocking client")
         else:
             async_factory = lambda: redis.asyncio.Redis(retry=_async_retry(), **async_settings)  # noqa: E731
-        self._init(keys, kind, sync_factory, sync_owned, async_factory, client)
+        location = _location(sync_client if sync_client is not None else client, keys.prefix)
+        self._init(keys, kind, sync_factory, sync_owned, async_factory, client, location)
 
     def _init(
         self,
@@ -765,11 +837,19 @@ class RedisStore:
         sync_owned: bool,
         async_factory: Callable[[], AnyAsyncRedis],
         async_fixed: Optional[AnyAsyncRedis],
+        location: str,
     ) -> None:
         self.prefix = keys.prefix
         self.kind = kind
-        self._sync = _SyncRedis(keys, kind, sync_factory, sync_owned)
-        self._aio = _AsyncRedis(keys, kind, async_factory, async_fixed)
+        self._location = location
+        self._sync_client = _SyncClient(sync_factory, sync_owned)
+        self._async_clients = _AsyncClients(async_factory, async_fixed)
+        self._bind(keys, owner=True)
+
+    def _bind(self, keys: KeySpace, *, owner: bool) -> None:
+        self._keys = keys
+        self._sync = _SyncRedis(keys, self.kind, self._sync_client, closes=owner)
+        self._aio = _AsyncRedis(keys, self.kind, self._async_clients, closes=owner)
 
     @classmethod
     def from_url(
@@ -779,6 +859,7 @@ class RedisStore:
         prefix: Optional[str] = None,
         socket_timeout: Optional[float] = None,
         socket_connect_timeout: Optional[float] = None,
+        namespace: str = ROOT_NAMESPACE,
     ) -> RedisStore:
         """Build a store from a URL.
 
@@ -786,10 +867,10 @@ class RedisStore:
         and ``redis+cluster://host:port,host:port`` (``rediss+cluster://`` for TLS). The query may
         set ``prefix``, ``socket_timeout`` and ``socket_connect_timeout`` (seconds, default 0.25),
         plus any option redis-py's ``from_url`` understands on a single Redis. Keyword arguments
-        win over the query.
+        win over the query. ``namespace`` is the namespace the store works in (``""``: the root).
 
         Raises:
-            ConfigurationError: The URL or an option is malformed.
+            ConfigurationError: The URL, an option or the namespace is malformed.
         """
         overrides = {
             "prefix": prefix,
@@ -819,8 +900,10 @@ class RedisStore:
                 startup = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes]
                 return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, retry=_async_retry(), **settings)
 
-            keys = KeySpace(options.prefix, cluster=True)
-            self._init(keys, "redis+cluster", sync_cluster, True, async_cluster, None)
+            keys = KeySpace(options.prefix, cluster=True, namespace=namespace)
+            where = ",".join(sorted(_host_port(host, port) for host, port in nodes))
+            location = f"redis+cluster://{where}?prefix={quote(keys.prefix, safe=':')}"
+            self._init(keys, "redis+cluster", sync_cluster, True, async_cluster, None, location)
             return self
         if scheme not in ("redis", "rediss", "unix"):
             raise ConfigurationError(f"not a Redis URL: {_redact(url)!r}")
@@ -831,7 +914,7 @@ class RedisStore:
             probe.connection_pool.connection_class(**probe.connection_pool.connection_kwargs)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
-        keys = KeySpace(options.prefix)
+        keys = KeySpace(options.prefix, namespace=namespace)
 
         def async_single() -> AnyAsyncRedis:
             # A blocking pool: a burst of concurrent checks beyond the pool's size waits briefly
@@ -842,7 +925,7 @@ class RedisStore:
             )
             return redis.asyncio.Redis.from_pool(pool)
 
-        self._init(keys, "redis", lambda: probe, True, async_single, None)
+        self._init(keys, "redis", lambda: probe, True, async_single, None, _location(probe, keys.prefix))
         return self
 
     @property
@@ -855,6 +938,28 @@ class RedisStore:
         """The asyncio side."""
         return self._aio
 
+    @property
+    def namespace(self) -> str:
+        """The namespace this object works in (``""``: the root)."""
+        return self._keys.namespace
+
+    @property
+    def location(self) -> str:
+        """``redis://host:port/db?prefix=P``, ``unix:///path?db=N&prefix=P`` or ``redis+cluster://h1:p1,h2:p2?prefix=P``.
+
+        Never a password; ``rediss://`` (TLS) is named ``redis://`` too, since it is the same data.
+        """
+        return self._location
+
+    def with_namespace(self, namespace: str) -> Store:
+        """A view of the same Redis in ``namespace``, sharing this object's clients; see ``Store``."""
+        view = copy.copy(self)
+        view._bind(self._keys.with_namespace(namespace), owner=False)
+        return view
+
     def close(self) -> None:
-        """Close the blocking client (asyncio clients close with their event loop, or via ``aio.close()``)."""
+        """Close the blocking client (asyncio clients close with their event loop, or via ``aio.close()``).
+
+        Nothing for a namespace view: the clients belong to the store that built the view.
+        """
         self._sync.close()

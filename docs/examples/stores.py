@@ -43,6 +43,22 @@ else:
     raise AssertionError("an unusable path was accepted")
 # --8<-- [end:bad]
 
+# --8<-- [start:namespaces]
+# Users and admins on one SQLite file, each AuthX instance in its own namespace.
+shared_file = authx_epoch.open_store(f"sqlite:///{workdir / 'realms.db'}")
+users_auth, admins_auth = new_auth(), new_auth()
+users = authx_epoch.install(users_auth, store=shared_file.with_namespace("users"))
+admins = authx_epoch.install(admins_auth, store=shared_file.with_namespace("admins"))
+user_token = users_auth.create_access_token(uid="1")
+admins.sync.bump_user_epoch("1", reason="admin 1 logged out")  # admin "1", not user "1"
+admins.sync.bump_global_epoch(reason="admins only")
+assert users.sync.check(user_token).accepted
+assert users.store.location == admins.store.location  # one file...
+assert (users.store.namespace, admins.store.namespace) == ("users", "admins")  # ...two namespaces
+# --8<-- [end:namespaces]
+
+shared_file.close()  # the views share its connections: close the store that owns them
+
 assert memory.sync.stats().kind == "memory"
 assert relative.sync.stats().kind == web.sync.stats().kind == "sqlite"
 

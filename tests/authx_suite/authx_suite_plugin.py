@@ -90,7 +90,10 @@ def _count(event: authx_epoch.DecisionEvent) -> None:
 def _init_and_install(self: AuthX[Any], *args: Any, **kwargs: Any) -> None:
     _original_init(self, *args, **kwargs)
     store = _run.store if _run.store is not None else fresh_store()
-    authx_epoch.install(self, store=store, accept_unstamped_until=_run.window, on_decision=_count)
+    # The instances of one test are the deployments of one app: they share its namespace on purpose
+    # (by login type, as install() would derive it, but named, so that the sharing is allowed).
+    namespace = self.login_type or ""
+    authx_epoch.install(self, store=store, accept_unstamped_until=_run.window, on_decision=_count, namespace=namespace)
     _run.installs += 1
     if _run.store is not None:
         _run.instances.append((self, self.callback_is_token_in_blocklist))

@@ -121,6 +121,8 @@ class SessionModel:
     generation: int = 0
     previous: Optional[int] = None
     rotated_at: Optional[float] = None
+    #: The replaced generation was answered within the grace since the last rotation (once only).
+    grace_used: bool = False
 
 
 class Rotation(str, Enum):
@@ -128,9 +130,10 @@ class Rotation(str, Enum):
 
     #: The token's generation is the current one: a new pair, one generation further.
     ROTATED = "rotated"
-    #: The generation just replaced, within the grace: the session's current pair, nothing moves.
+    #: The generation just replaced, within the grace, the first time: the current pair, nothing moves.
     GRACE = "grace"
-    #: Anything older, or the replaced one after the grace: RefreshTokenReusedError, session revoked.
+    #: Anything older, or the replaced one after the grace or a second time: RefreshTokenReusedError,
+    #: session revoked.
     REUSED = "reused"
     #: The check rejects the token (revoked, bumped, no session, lost state): RevokedTokenError.
     REFUSED = "refused"
@@ -205,7 +208,7 @@ class Model:
         assert record is not None, "an accepted session token outlived its record in the model"
         if minted.gen == record.generation:
             return Rotation.ROTATED
-        if minted.gen == record.previous and record.rotated_at is not None:
+        if minted.gen == record.previous and record.rotated_at is not None and not record.grace_used:
             late = now - record.rotated_at - GRACE
             if abs(late) < BOUNDARY:
                 return Rotation.GRACE_OR_REUSED
@@ -216,6 +219,7 @@ class Model:
         """The session's generation moves forward; returns the new one."""
         record = self.sessions[sid]
         record.previous, record.generation, record.rotated_at = record.generation, next(self.generations), now
+        record.grace_used = False
         return record.generation
 
     def keep_session(self, sid: str, exp: float) -> None:
@@ -607,6 +611,7 @@ class EpochMachine(RuleBasedStateMachine):
                 evidence.add(f"model.rotations.{label}")
             else:
                 gen = self.model.sessions[minted.sid].generation
+                self.model.sessions[minted.sid].grace_used = True
                 evidence.add(f"model.graces.{label}")
             made = self._record(
                 minted.uid, minted.sid, gen, [("access", pair.access_token), ("refresh", pair.refresh_token)]
@@ -621,11 +626,12 @@ class EpochMachine(RuleBasedStateMachine):
         self._agrees_with_store(minted.sid)
 
     def _agrees_with_store(self, sid: str) -> None:
-        """The store's record of a session is the model's: the same generation, previous and revoked flag."""
+        """The store's record of a session is the model's: the same generation, previous, revoked flag and grace."""
         record = self.rev.sync.get_session_record(sid)
         model = self.model.sessions[sid]
         assert record is not None
         assert record.revoked == model.revoked
+        assert record.grace_used == model.grace_used
         assert record.generation == self.handed_out[(sid, model.generation)]
         if model.previous is not None:
             assert record.previous == self.handed_out[(sid, model.previous)]
@@ -637,7 +643,7 @@ class EpochMachine(RuleBasedStateMachine):
         now = self.clock()
         generation = self.handed_out[(minted.sid, minted.gen)]
         before = self.rev.sync.get_session_record(minted.sid)
-        outcome = self.store.sync.rotate_session(minted.sid, generation, now, GRACE, now + 60.0)
+        outcome = self.store.sync.rotate_session(minted.sid, minted.uid, generation, now, GRACE, now + 60.0)
         current = self.model.live_session(minted.sid, now)
         assert outcome.status is (RotationStatus.MISSING if current is None else RotationStatus.REVOKED), outcome
         assert self.rev.sync.get_session_record(minted.sid) == before

@@ -2,8 +2,12 @@
 
 What must hold for ``rotate_refresh_token`` (issue 7, rotation with reuse detection):
 
-* within the grace interval, every caller that presents the same refresh token gets a working
-  pair of the same session, and no reuse is declared: two tabs, or a retry, are not a theft;
+* within the grace interval, the replaced refresh token is answered once more (issue 10, item 6):
+  two callers presenting the same token (two tabs, or a retry) both get a working pair of the
+  same session and no reuse is declared; a third is a replay: the reuse is declared exactly once,
+  the session ends revoked, and the pairs the first two got die with it. So a thief holding the
+  previous token gets at most the one grace answer, and only if the legitimate client has not
+  used it up;
 * the session's generation moves once per presented generation: every pair answered for one
   token carries the same new generation. Each service (and each process) runs on a clock a
   millisecond apart from the others, so a store that let two callers rotate the same generation
@@ -150,8 +154,24 @@ async def served(store: Store, clock: FakeClock, stack: AsyncExitStack) -> list[
     return workers
 
 
+def assert_session_ended(answers: list[Answer]) -> list[SessionTokens]:
+    """Many callers with one token: one rotation, one grace answer, one declared reuse, the rest refused.
+
+    Returns the two pairs (the rotation's and the grace's), which carry the same new generation.
+    """
+    pairs = pairs_of(answers)
+    refused = [answer for answer in answers if not isinstance(answer, SessionTokens)]
+    assert len(pairs) == 2, answers
+    assert len({generation(pair.refresh_token) for pair in pairs}) == 1, "one generation rotated twice"
+    assert set(refused) <= {"RefreshTokenReusedError", "RevokedTokenError"}, refused
+    assert refused.count("RefreshTokenReusedError") == 1, "the reuse must be declared exactly once"
+    return pairs
+
+
 @pytest.mark.anyio
-async def test_concurrent_refreshes_within_the_grace_share_one_new_generation(store: Store, clock: FakeClock) -> None:
+async def test_two_concurrent_refreshes_share_one_new_generation_and_a_third_ends_the_session(
+    store: Store, clock: FakeClock
+) -> None:
     callers = SERVICES * TASKS_PER_SERVICE
     async with AsyncExitStack() as stack:
         workers = await served(store, clock, stack)
@@ -159,10 +179,11 @@ async def test_concurrent_refreshes_within_the_grace_share_one_new_generation(st
         pair = await rev.create_token_pair("alice")
         sid, current = pair.session_id, pair.refresh_token
         seen = [generation(current)]
-        for _ in range(4):
+        for round_ in range(4):
             clock.advance(30.0)
             before = generation(current)
-            answers = await storm(workers, [current] * callers)
+            # Two tabs at once, through two services: the rotation and the one grace answer.
+            answers = await storm(workers[round_ % 2 :], [current] * 2)
             assert all(isinstance(answer, SessionTokens) for answer in answers), answers
             pairs = pairs_of(answers)
             assert {answer.session_id for answer in pairs} == {sid}
@@ -173,22 +194,31 @@ async def test_concurrent_refreshes_within_the_grace_share_one_new_generation(st
             assert after > before
             record = await rev.get_session_record(sid)
             assert record is not None
-            assert (record.generation, record.previous, record.revoked) == (after, before, False)
+            assert (record.generation, record.previous, record.revoked, record.grace_used) == (
+                after,
+                before,
+                False,
+                True,
+            )
             for answer in pairs:
                 assert (await rev.check(answer.access_token)).accepted
-            # A straggler with the replaced token, still within the grace: the current pair, no move.
-            clock.advance(GRACE - 1.0)
-            late = await storm(workers, [current] * SERVICES)
-            assert {generation(answer.refresh_token) for answer in pairs_of(late)} == {after}, late
-            assert len(pairs_of(late)) == SERVICES
             seen.append(after)
-            evidence.add("rotation_concurrency.tasks", callers + SERVICES)
-            evidence.add("rotation_concurrency.graces", callers + SERVICES - 1)
-            current = pairs[len(pairs) // 2].refresh_token
+            evidence.add("rotation_concurrency.tasks", 2)
+            evidence.add("rotation_concurrency.graces", 1)
+            current = pairs[round_ % 2].refresh_token
         assert seen == sorted(set(seen))
         # Old-generation access tokens live on; the session never was revoked.
         assert (await rev.check(pair.access_token)).accepted
-        assert (await rev.get_session_record(sid)) is not None
+        # Now every caller at once: a third presentation of one token is a replay, within the grace too.
+        clock.advance(30.0)
+        pairs = assert_session_ended(await storm(workers, [current] * callers))
+        record = await rev.get_session_record(sid)
+        assert record is not None
+        assert record.revoked
+        for token in [pair.access_token, *(p.access_token for p in pairs), *(p.refresh_token for p in pairs)]:
+            assert not (await rev.check(token)).accepted
+        evidence.add("rotation_concurrency.tasks", callers)
+        evidence.add("rotation_concurrency.reuses_caught", 1)
         evidence.add("rotation_concurrency.services", SERVICES)
 
 
@@ -328,30 +358,33 @@ def test_refreshes_from_several_processes_rotate_once_and_replays_end_the_sessio
     clock = FakeClock()
     auth = make_auth()
     rev = authx_epoch.install(auth, store=shared_url, clock=clock, refresh_reuse_grace=dt.timedelta(seconds=GRACE))
-    pair = rev.sync.create_token_pair("alice")
-    sid, first = pair.session_id, generation(pair.refresh_token)
     processes = Processes(shared_url)
     try:
-        # Every process's callers refresh with the same token at once.
+        # Every process's callers refresh with the same token at once: one rotation, one grace
+        # answer (same new generation), one declared reuse, and the session ends revoked.
+        pair = rev.sync.create_token_pair("alice")
+        sid, first = pair.session_id, generation(pair.refresh_token)
         clock.advance(10.0)
         answers = processes.storm(clock(), [[pair.refresh_token] * TASKS_PER_PROCESS] * PROCESSES)
         flat = [answer for mine in answers for answer in mine]
-        assert all(isinstance(answer, SessionTokens) for answer in flat), flat
-        pairs = pairs_of(flat)
+        pairs = assert_session_ended(flat)
         assert {answer.session_id for answer in pairs} == {sid}
-        handed = {generation(answer.refresh_token) for answer in pairs}
-        assert len(handed) == 1, f"processes rotated one generation more than once: {sorted(handed)}"
-        (second,) = handed
-        assert second > first
+        assert generation(pairs[0].refresh_token) > first
         record = rev.sync.get_session_record(sid)
         assert record is not None
-        assert (record.generation, record.previous, record.revoked) == (second, first, False)
-        assert all(rev.sync.check(answer.access_token).accepted for answer in pairs)
+        assert record.revoked
+        minted = [pair.access_token, pair.refresh_token]
+        minted += [token for answer in pairs for token in (answer.access_token, answer.refresh_token)]
+        assert not any(rev.sync.check(token).accepted for token in minted)
         evidence.add("rotation_concurrency.process_tasks", len(flat))
+        evidence.add("rotation_concurrency.reuses_caught", 1)
 
-        # After the grace: every process replays the first token; one caller holds the current one.
+        # After the grace: every process replays a replaced token; one caller holds the current one.
+        pair = rev.sync.create_token_pair("alice")
+        sid = pair.session_id
+        clock.advance(10.0)
+        legit_token = rev.sync.rotate_refresh_token(pair.refresh_token).refresh_token
         clock.advance(GRACE + 1.0)
-        legit_token = pairs[0].refresh_token
         tokens = [[pair.refresh_token] * TASKS_PER_PROCESS for _ in range(PROCESSES)]
         tokens[1][0] = legit_token
         answers = processes.storm(clock(), tokens)
@@ -364,8 +397,7 @@ def test_refreshes_from_several_processes_rotate_once_and_replays_end_the_sessio
         record = rev.sync.get_session_record(sid)
         assert record is not None
         assert record.revoked
-        minted = [pair.access_token, pair.refresh_token]
-        minted += [token for answer in pairs for token in (answer.access_token, answer.refresh_token)]
+        minted = [pair.access_token, pair.refresh_token, legit_token]
         if isinstance(legit, SessionTokens):
             minted += [legit.access_token, legit.refresh_token]
         assert not any(rev.sync.check(token).accepted for token in minted)

@@ -251,7 +251,7 @@ def test_a_rotation_is_seen_at_once(cache: LocalCache) -> None:
     seed(cache)
     session = cache.sync.fetch("alice", None, "s1", NOW).session
     assert session is not None
-    outcome = cache.sync.rotate_session("s1", session.generation, NOW + 1, 10.0, NOW + HOUR)
+    outcome = cache.sync.rotate_session("s1", "alice", session.generation, NOW + 1, 10.0, NOW + HOUR)
     assert outcome.session is not None
     assert cache.sync.fetch("alice", None, "s1", NOW + 1).session == outcome.session
 
@@ -322,6 +322,50 @@ def test_another_instance_sees_a_write_through_the_channel(inner: RedisStore, ca
         wait_until(lambda: cache.sync.fetch("alice", None, None, NOW).global_ == moved)
     finally:
         other.close()
+
+
+def test_a_namespace_view_has_its_own_memory_and_channel(inner: RedisStore, cache: LocalCache) -> None:
+    admin = cache.with_namespace("admin")
+    assert isinstance(admin, LocalCache)
+    try:
+        assert cache.channel == f"{inner.prefix}:changes"
+        assert admin.channel == f"{inner.prefix}~admin:changes"
+        assert (admin.namespace, admin.location) == ("admin", cache.location)
+        assert admin.inner.namespace == "admin"
+        seed(cache)
+        seed(admin)
+        cache.sync.fetch("alice", "j1", "s1", NOW)
+        assert admin.size == (0, 0)
+        admin.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+        assert admin.sync.fetch("alice", "j1", None, NOW).jti_revoked
+        assert not cache.sync.fetch("alice", "j1", None, NOW).jti_revoked
+        assert admin.size == (1, 0)
+    finally:
+        admin.sync.wipe()
+        admin.close()
+    # Closing the view stopped its subscriber only: the root cache and its store go on.
+    assert cache.connected
+    assert cache.sync.fetch("alice", None, None, NOW).user is not None
+
+
+def test_another_instance_sees_a_write_in_its_namespace_and_only_there(inner: RedisStore, mono: Mono) -> None:
+    first = connected_cache(inner.with_namespace("admin"), clock=mono)
+    second_store = RedisStore.from_url(_url_of(inner), prefix=inner.prefix, namespace="admin")
+    second = connected_cache(second_store, clock=Mono())
+    root = connected_cache(RedisStore.from_url(_url_of(inner), prefix=inner.prefix), clock=Mono())
+    try:
+        seed(first)
+        seed(root)
+        assert not first.sync.fetch("alice", "j1", None, NOW).jti_revoked
+        assert not root.sync.fetch("alice", "j1", None, NOW).jti_revoked
+        second.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+        # ``mono`` is frozen: only a message on the namespace's channel ends the cached answer.
+        wait_until(lambda: first.sync.fetch("alice", "j1", None, NOW).jti_revoked)
+        assert not root.sync.fetch("alice", "j1", None, NOW).jti_revoked
+    finally:
+        first.sync.wipe()
+        for each in (first, second, root):
+            each.close()
 
 
 def _url_of(store: RedisStore) -> str:

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from authx_epoch import MemoryStore
+from authx_epoch import InvalidArgumentError, MemoryStore
 from authx_epoch.records import EpochRecord, SessionRecord, SnapshotEntry, Stamps, clock_epoch
 from authx_epoch.stores import AsyncStore, Store, SyncStore
 
@@ -205,6 +205,53 @@ def test_revoked_token_lives_until_its_expiry_and_then_vanishes(store: Store) ->
     assert store.sync.stats(T0 + 900).revoked_tokens == 0
 
 
+def test_a_revoked_jti_is_per_user(store: Store) -> None:
+    store.sync.issue("alice", T0, T0 + 900)
+    store.sync.issue("bob", T0, T0 + 900)
+    store.sync.revoke_token("alice", "same", T0 + 900, T0)
+    assert store.sync.fetch("alice", "same", None, T0 + 1).jti_revoked
+    assert not store.sync.fetch("bob", "same", None, T0 + 1).jti_revoked
+    assert store.sync.stats(T0 + 1).revoked_tokens == 1
+    # Bob's own revocation of the same id is his, with its own expiry.
+    store.sync.revoke_token("bob", "same", T0 + 100, T0)
+    assert store.sync.fetch("bob", "same", None, T0 + 99).jti_revoked
+    assert not store.sync.fetch("bob", "same", None, T0 + 100).jti_revoked
+    assert store.sync.fetch("alice", "same", None, T0 + 100).jti_revoked
+    tokens = {(e.uid, e.key): e.expires_at for e in store.sync.export_entries(T0 + 1) if e.kind == "token"}
+    assert tokens == {("alice", "same"): T0 + 900, ("bob", "same"): T0 + 100}
+
+
+@pytest.mark.anyio
+async def test_a_revoked_jti_is_per_user_on_the_async_side(store: Store) -> None:
+    await store.aio.revoke_token("alice", "same", T0 + 900, T0)
+    assert (await store.aio.fetch("alice", "same", None, T0 + 1)).jti_revoked
+    assert not (await store.aio.fetch("bob", "same", None, T0 + 1)).jti_revoked
+
+
+def test_revoked_jtis_of_two_users_move_whole_between_stores(store: Store) -> None:
+    store.sync.revoke_token("alice", "same", T0 + 900, T0)
+    store.sync.revoke_token("bob", "same", T0 + 600, T0)
+    reference = MemoryStore()
+    assert reference.sync.import_entries(store.sync.export_entries(T0 + 1), T0 + 1) == 2
+    for uid, until in (("alice", T0 + 900), ("bob", T0 + 600)):
+        assert reference.sync.fetch(uid, "same", None, until - 1).jti_revoked
+        assert not reference.sync.fetch(uid, "same", None, until).jti_revoked
+    assert not reference.sync.fetch("carol", "same", None, T0 + 1).jti_revoked
+
+
+def test_import_refuses_a_revoked_token_without_its_owner_and_imports_nothing(store: Store) -> None:
+    entries = [
+        SnapshotEntry("user", "alice", record=EpochRecord(epoch=5, created_at=T0, expires_at=T0 + HOUR)),
+        SnapshotEntry("token", "owned", expires_at=T0 + 900, uid="alice"),
+        SnapshotEntry("token", "ownerless", expires_at=T0 + 900),
+    ]
+    with pytest.raises(InvalidArgumentError, match="no owner"):
+        store.sync.import_entries(entries, T0)
+    assert store.sync.get_user("alice", T0) is None
+    assert not store.sync.fetch("alice", "owned", None, T0).jti_revoked
+    assert list(store.sync.export_entries(T0)) == []
+
+
 def test_revoked_token_is_never_shortened_but_can_be_extended(store: Store) -> None:
     store.sync.revoke_token("alice", "jti-1", T0 + 900, T0)
     store.sync.revoke_token("alice", "jti-1", T0 + 10, T0)
@@ -379,7 +426,7 @@ def populate(store: Store) -> None:
     # A live session of alice that has rotated once: its generation, previous one and rotation time.
     first = store.sync.issue("alice", T0, T0 + 900, "live").session_generation
     assert first is not None
-    store.sync.rotate_session("live", first, T0 + 3, 5.0, T0 + 900)
+    store.sync.rotate_session("live", "alice", first, T0 + 3, 5.0, T0 + 900)
 
 
 def snapshot(store: Store, now: float) -> dict[tuple[str, str], SnapshotEntry]:
@@ -482,7 +529,7 @@ def test_import_never_moves_a_session_back_nor_un_revokes_it(store: Store) -> No
     assert g0 is not None
     stale = store.sync.get_session("s", T0)
     assert stale is not None
-    g1 = store.sync.rotate_session("s", g0, T0 + 10, 5.0, T0 + 900).session
+    g1 = store.sync.rotate_session("s", "alice", g0, T0 + 10, 5.0, T0 + 900).session
     assert g1 is not None
     store.sync.revoke_session("dead", T0 + 900, T0)
     dead = store.sync.get_session("dead", T0)
@@ -549,7 +596,7 @@ def test_import_skips_expired_session_records(store: Store) -> None:
 
 def test_import_skips_entries_without_their_payload(store: Store) -> None:
     count = store.sync.import_entries(
-        [SnapshotEntry("user", "alice"), SnapshotEntry("token", "j"), SnapshotEntry("bogus", "x")], T0
+        [SnapshotEntry("user", "alice"), SnapshotEntry("token", "j", uid="alice"), SnapshotEntry("bogus", "x")], T0
     )
     assert count == 0
     assert store.sync.get_user("alice", T0) is None

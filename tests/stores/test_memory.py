@@ -34,7 +34,6 @@ def test_expired_entries_are_swept_by_ordinary_writes() -> None:
         store.issue(f"fresh-{i}", later, later + 900)
     # no cleanup job: what remains is (close to) the live entries only
     assert len(store._tokens) == 100
-    assert len(store._token_owners) == 100
     assert len(store._sessions) == 0
     assert len(store._users) == 100
 

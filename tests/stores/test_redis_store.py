@@ -7,6 +7,7 @@ The contract itself (tests/stores/test_contract.py) already runs on ``redis_stor
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import subprocess
 import sys
 import threading
@@ -19,10 +20,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.records import RotationStatus
 from authx_epoch.stores import open_store
 from tests.plugins.redis_servers import RedisCluster, RedisServer, unique_prefix
 
 pytest.importorskip("redis")
+import msgpack
 import redis
 import redis.asyncio
 import redis.cluster
@@ -514,6 +517,141 @@ def test_prefixes_keep_apps_apart_and_wipe_touches_only_its_own(redis_url: str) 
         second.sync.wipe()
         first.close()
         second.close()
+        admin.close()
+
+
+# -- namespaces -------------------------------------------------------------------------------
+
+
+def test_namespace_keys_live_under_their_own_prefix_and_the_root_keys_are_unchanged() -> None:
+    root, admin = KeySpace("app"), KeySpace("app", namespace="admin")
+    # The root's layout is exactly the one written before namespaces existed.
+    assert root.global_key == b"app:g"
+    assert root.user_key("alice") == b"app:{" + digest("alice") + b"}:h"
+    assert root.session_key("s") == b"app:s:" + digest("s")
+    assert root.pattern == b"app:*"
+    assert admin.global_key == b"app~admin:g"
+    assert admin.user_key("alice") == b"app~admin:{" + digest("alice") + b"}:h"
+    assert admin.session_key("s") == b"app~admin:s:" + digest("s")
+    assert admin.pattern == b"app~admin:*"
+    for key in (admin.global_key, admin.user_key("alice"), admin.session_key("s")):
+        assert root.kind_of(key) is None
+        assert not fnmatch.fnmatchcase(key.decode(), root.pattern.decode())
+        assert not fnmatch.fnmatchcase(key.decode(), KeySpace("app", namespace="admins").pattern.decode())
+    # The user's hash tag still holds: a user's keys share one Cluster slot in every namespace.
+    assert redis.cluster.key_slot(admin.user_key("alice")) == redis.cluster.key_slot(root.user_key("alice"))
+    assert admin.with_namespace("").global_key == root.global_key
+
+
+@pytest.mark.parametrize("prefix", ["app~admin", "~", "a~"])
+def test_a_prefix_may_not_hold_the_namespace_separator(prefix: str) -> None:
+    with pytest.raises(ConfigurationError, match="'~'"):
+        KeySpace(prefix)
+    with pytest.raises(ConfigurationError, match="'~'"):
+        RedisStore.from_url("redis://127.0.0.1:1/0", prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    ("url", "location"),
+    [
+        ("redis://127.0.0.1:6379/0?prefix=app", "redis://127.0.0.1:6379/0?prefix=app"),
+        ("redis://user:secret@127.0.0.1:6380?prefix=a:b", "redis://127.0.0.1:6380/0?prefix=a:b"),
+        ("rediss://:secret@redis.example:6380/3", "redis://redis.example:6380/3?prefix=authx-epoch"),
+        ("redis://[::1]:6379/1", "redis://[::1]:6379/1?prefix=authx-epoch"),
+        ("unix:///run/redis.sock?db=2&prefix=app", "unix:///run/redis.sock?db=2&prefix=app"),
+        (
+            "redis+cluster://u:secret@10.0.0.2:7001,10.0.0.1:7000?prefix=app",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7001?prefix=app",
+        ),
+    ],
+)
+def test_the_location_names_the_data_without_secrets(url: str, location: str) -> None:
+    store = RedisStore.from_url(url)
+    assert store.location == location
+    assert "secret" not in store.location
+    view = store.with_namespace("admin")
+    assert (view.location, view.namespace) == (location, "admin")
+    assert RedisStore.from_url(url, namespace="admin").location == location
+    store.close()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_store_built_from_clients_has_the_same_location(redis_url: str) -> None:
+    sync_client = redis.Redis.from_url(redis_url)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        by_url = RedisStore.from_url(redis_url, prefix="app")
+        assert RedisStore(client, sync_client=sync_client, prefix="app").location == by_url.location
+        assert RedisStore(client, prefix="app").location == by_url.location
+        by_url.close()
+    finally:
+        sync_client.close()
+        await client.aclose()
+
+
+def _namespaced_keys_stay_apart(store: Any) -> None:
+    root, admin = store, store.with_namespace("admin")
+    keys = KeySpace(store.prefix, cluster=store.kind == "redis+cluster")
+    raw_client = store._sync._redis()  # the store's own client: a Cluster one scans every node
+    try:
+        for each in (root, admin):
+            each.sync.setup(NOW)
+            each.sync.issue("alice", NOW, NOW + 900, "s1")
+            each.sync.revoke_token("alice", "j1", NOW + 900, NOW)
+        root_keys = sorted(raw_client.scan_iter(match=keys.pattern, count=500))
+        admin_keys = sorted(raw_client.scan_iter(match=keys.with_namespace("admin").pattern, count=500))
+        assert root_keys == sorted([keys.global_key, keys.user_key("alice"), keys.session_key("s1")])
+        prefix = store.prefix.encode()
+        assert admin_keys == sorted(prefix + b"~admin" + key[len(prefix) :] for key in root_keys)
+        assert root.sync.stats(NOW).users == admin.sync.stats(NOW).users == 1
+        admin.sync.wipe()
+        assert sorted(raw_client.scan_iter(match=keys.pattern, count=500)) == root_keys
+        assert list(raw_client.scan_iter(match=keys.with_namespace("admin").pattern, count=500)) == []
+    finally:
+        admin.sync.wipe()
+
+
+@pytest.mark.redis
+def test_namespaces_on_a_single_redis_keep_their_keys_apart(redis_store: Any) -> None:
+    _namespaced_keys_stay_apart(redis_store)
+
+
+@pytest.mark.cluster
+def test_namespaces_on_the_cluster_keep_their_keys_apart(cluster_store: Any) -> None:
+    _namespaced_keys_stay_apart(cluster_store)
+
+
+@pytest.mark.redis
+def test_a_view_shares_the_clients_and_closes_none(redis_store: Any) -> None:
+    view = redis_store.with_namespace("admin")
+    view.sync.issue("alice", NOW, NOW + 900)
+    assert view._sync._redis() is redis_store._sync._redis()
+    view.close()
+    assert redis_store._sync_client.client is not None
+    assert redis_store.sync.get_user("alice", NOW) is None
+    assert view.sync.get_user("alice", NOW) is not None
+    view.sync.wipe()
+
+
+@pytest.mark.redis
+def test_session_values_written_before_grace_used_read_as_unused(redis_store: Any, redis_url: str) -> None:
+    keys = redis_store._sync._keys
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        # A session rotated once, written with nine elements (before grace_used existed).
+        nine = msgpack.packb(["7000000", "5000000", NOW, NOW + 900, "alice", NOW + 1, "5000000", False, "s1"])
+        admin.set(keys.session_key("s1"), nine, px=900_000)
+        record = redis_store.sync.get_session("s1", NOW + 2)
+        assert record is not None
+        assert (record.generation, record.previous, record.grace_used) == (7_000_000, 5_000_000, False)
+        outcome = redis_store.sync.rotate_session("s1", "alice", 5_000_000, NOW + 2, 5.0, NOW + 900)
+        assert outcome.status is RotationStatus.GRACE
+        assert redis_store.sync.rotate_session("s1", "alice", 5_000_000, NOW + 3, 5.0, NOW + 900).status is (
+            RotationStatus.REUSED
+        )
+        assert len(msgpack.unpackb(admin.get(keys.session_key("s1")))) == 10
+    finally:
         admin.close()
 
 

@@ -121,7 +121,7 @@ def test_expired_rows_are_ignored_and_purged_lazily(path: Path) -> None:
 
     def rows() -> tuple[int, int]:
         # Revoked jtis, plus revoked sessions (kept as session records since rotation came in).
-        revoked = conn.execute("SELECT count(*) FROM revoked").fetchone()[0]
+        revoked = conn.execute("SELECT count(*) FROM revoked_tokens").fetchone()[0]
         revoked += conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
         users = conn.execute("SELECT count(*) FROM epochs WHERE scope != 'g'").fetchone()[0]
         return revoked, users
@@ -207,7 +207,7 @@ def test_connections_are_per_thread_and_all_closed(path: Path) -> None:
     assert len(results) == 4
     assert all(user is not None for user in results)
     store.close()
-    assert store._connections == []
+    assert store._file.connections == []
 
 
 def test_urls_and_paths_open_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,3 +232,244 @@ def test_no_file_is_a_configuration_error(bad: str) -> None:
 def test_an_unwritable_location_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="directory exists"):
         SqliteStore(tmp_path / "no" / "such" / "dir.db")
+
+
+# -- schema version 2: namespaces, and the upgrade of files written before ----------------------
+
+# The schema of files written before namespaces (user_version 0), exactly as it was created.
+SCHEMA_0 = """
+CREATE TABLE IF NOT EXISTS epochs (
+    scope TEXT PRIMARY KEY,
+    epoch INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    bumped_at REAL,
+    reason TEXT,
+    expires_at REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS epochs_expiry ON epochs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS revoked (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    uid TEXT,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revoked_expiry ON revoked (expires_at);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    first_generation INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    uid TEXT,
+    rotated_at REAL,
+    previous INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+"""
+
+# The very first schema: no session records, and revoked ids without their owner.
+SCHEMA_FIRST = """
+CREATE TABLE epochs (
+    scope TEXT PRIMARY KEY, epoch INTEGER NOT NULL, created_at REAL NOT NULL, bumped_at REAL, reason TEXT,
+    expires_at REAL
+) WITHOUT ROWID;
+CREATE INDEX epochs_expiry ON epochs (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE revoked (kind TEXT NOT NULL, id TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (kind, id))
+    WITHOUT ROWID;
+CREATE INDEX revoked_expiry ON revoked (expires_at);
+"""
+
+LATER = 4_000_000_000.0  # the upgrade runs on the wall clock: rows live until then
+
+
+def old_file(path: Path, schema: str = SCHEMA_0) -> sqlite3.Connection:
+    conn = raw(path)
+    conn.executescript(schema)
+    conn.execute("INSERT INTO epochs VALUES ('g', 100, ?, ?, 'rotation', NULL)", (T0, T0 + 5))
+    conn.execute("INSERT INTO epochs VALUES ('u:alice', 200, ?, ?, 'password', ?)", (T0, T0 + 1, LATER))
+    conn.execute("INSERT INTO epochs VALUES ('u:bob', 300, ?, NULL, NULL, ?)", (T0, LATER))
+    return conn
+
+
+def test_a_file_of_the_old_schema_is_upgraded_into_the_root_namespace(path: Path) -> None:
+    conn = old_file(path)
+    conn.execute("INSERT INTO revoked VALUES ('j', 'jti-1', ?, 'alice')", (LATER,))
+    conn.execute("INSERT INTO revoked VALUES ('s', 'old-revoked', ?, NULL)", (LATER,))
+    conn.execute(
+        "INSERT INTO sessions VALUES ('live', 7, 5, ?, ?, 'alice', ?, 5, 0)",
+        (T0, LATER, T0 + 2),
+    )
+    conn.execute("INSERT INTO sessions VALUES ('dead', 9, 9, ?, ?, 'bob', NULL, NULL, 1)", (T0, LATER))
+    conn.close()
+    store = SqliteStore(path)
+    try:
+        check = raw(path)
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+        tables = {row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert tables == {"epochs", "revoked_tokens", "sessions"}
+        check.close()
+        now = T0 + 10
+        global_ = store.get_global(now)
+        assert global_ is not None
+        assert (global_.epoch, global_.bumped_at, global_.reason) == (100, T0 + 5, "rotation")
+        alice = store.fetch("alice", "jti-1", "live", now)
+        assert alice.user is not None
+        assert (alice.user.epoch, alice.user.reason) == (200, "password")
+        assert alice.jti_revoked
+        assert alice.session is not None
+        assert (alice.session.generation, alice.session.previous, alice.session.uid) == (7, 5, "alice")
+        assert not alice.session.grace_used
+        assert not store.fetch("bob", "jti-1", None, now).jti_revoked  # the jti is alice's
+        assert store.fetch("bob", None, "dead", now).session_revoked
+        assert store.fetch("bob", None, "old-revoked", now).session_revoked
+        stats = store.stats(now)
+        assert (stats.users, stats.revoked_tokens, stats.sessions, stats.revoked_sessions) == (2, 1, 3, 2)
+        # Nothing was left in another namespace, and the upgrade does not run again.
+        assert list(store.with_namespace("other").sync.export_entries(now)) == []
+        again = SqliteStore(path)
+        assert again.get_global(now) == global_
+        again.close()
+    finally:
+        store.close()
+
+
+def test_unexpired_ownerless_jtis_make_the_upgrade_bump_the_global_epoch(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conn = old_file(path)
+    conn.execute("INSERT INTO revoked VALUES ('j', 'orphan', ?, NULL)", (LATER,))
+    conn.execute("INSERT INTO revoked VALUES ('j', 'owned', ?, 'alice')", (LATER,))
+    conn.close()
+    with caplog.at_level("WARNING", logger="authx_epoch"):
+        store = SqliteStore(path)
+    try:
+        global_ = store.get_global(T0 + 10)
+        assert global_ is not None
+        # Moved past every stamp minted before: everyone logs in again, nothing revoked comes back.
+        assert global_.epoch > 100
+        assert global_.reason is not None
+        assert "no owner" in global_.reason
+        assert store.stats(T0 + 10).revoked_tokens == 1
+        assert store.fetch("alice", "owned", None, T0 + 10).jti_revoked
+        assert [record.levelname for record in caplog.records] == ["WARNING"]
+        assert "bumped" in caplog.records[0].getMessage()
+    finally:
+        store.close()
+
+
+def test_expired_ownerless_jtis_need_no_bump(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    conn = old_file(path)
+    conn.execute("INSERT INTO revoked VALUES ('j', 'orphan', ?, NULL)", (T0 + 900,))
+    conn.close()
+    with caplog.at_level("WARNING", logger="authx_epoch"):
+        store = SqliteStore(path)
+    global_ = store.get_global(T0)
+    assert global_ is not None
+    assert global_.epoch == 100
+    assert caplog.records == []
+    store.close()
+
+
+def test_the_first_schema_is_upgraded_too(path: Path) -> None:
+    # Revoked session ids become revoked session records; revoked jtis had no owner: a bump.
+    conn = old_file(path, SCHEMA_FIRST)
+    conn.execute("INSERT INTO revoked VALUES ('s', 'sess', ?)", (LATER,))
+    conn.execute("INSERT INTO revoked VALUES ('j', 'jti', ?)", (LATER,))
+    conn.close()
+    store = SqliteStore(path)
+    assert store.fetch("alice", "jti", "sess", T0).session_revoked
+    global_ = store.get_global(T0)
+    assert global_ is not None
+    assert global_.epoch > 100
+    store.close()
+
+
+def test_processes_opening_an_old_file_together_upgrade_it_once(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    conn = old_file(path)
+    conn.execute("INSERT INTO revoked VALUES ('j', 'orphan', ?, NULL)", (LATER,))
+    conn.close()
+    stores: list[SqliteStore] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            stores.append(SqliteStore(path))
+        except BaseException as exc:  # collected for the assertion below
+            errors.append(exc)
+
+    with caplog.at_level("WARNING", logger="authx_epoch"):
+        threads = [threading.Thread(target=open_it) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert len([r for r in caplog.records if "upgrade" in r.getMessage()]) == 1
+    users = {store.get_user("alice", T0) for store in stores}
+    assert len(users) == 1
+    for store in stores:
+        store.close()
+
+
+def test_an_old_file_swapped_in_under_a_live_store_is_upgraded_on_the_next_read(path: Path, tmp_path: Path) -> None:
+    store = SqliteStore(path)
+    store.issue("carol", T0, T0 + 900)
+    other = tmp_path / "old.db"
+    old_file(other).close()
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.unlink()
+    other.replace(path)
+    user = store.fetch("alice", None, None, T0).user
+    assert user is not None
+    assert user.epoch == 200
+    assert store.get_user("carol", T0) is None
+    store.close()
+
+
+def test_a_file_of_a_newer_schema_is_refused(path: Path) -> None:
+    SqliteStore(path).close()
+    conn = raw(path)
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    with pytest.raises(ConfigurationError, match="newer authx-epoch"):
+        SqliteStore(path)
+
+
+def test_namespaces_share_the_file_and_its_connections(path: Path) -> None:
+    store = SqliteStore(path)
+    admin = store.with_namespace("admin")
+    assert isinstance(admin, SqliteStore)
+    assert admin._file is store._file
+    admin.issue("alice", T0, T0 + 900)
+    assert store.get_user("alice", T0) is None
+    rows = raw(path).execute("SELECT ns, scope FROM epochs ORDER BY ns, scope").fetchall()
+    assert rows == [("admin", "g"), ("admin", "u:alice")]
+    admin.close()  # a view: the store's connections stay open
+    assert store._file.connections
+    store.close()
+    assert store._file.connections == []
+    # A store opened in a namespace owns its connections.
+    named = SqliteStore(path, namespace="admin")
+    assert named.get_user("alice", T0) is not None
+    named.close()
+    assert named._file.connections == []
+
+
+def test_the_location_is_the_real_path(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SqliteStore(path)
+    assert store.location == f"sqlite:///{path.resolve()}"
+    assert store.location.startswith("sqlite:////")
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///revocation.db")
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    linked = SqliteStore(link)
+    assert relative.location == store.location == linked.location
+    for each in (store, relative, linked):
+        each.sync.close()

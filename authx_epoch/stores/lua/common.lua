@@ -99,8 +99,9 @@ local function prune(key, now)
 end
 
 -- A session record is a msgpack array:
--- {generation, first_generation, created_at, expires_at, uid, rotated_at, previous, revoked, session_id}
--- with the generations as decimal strings and absent fields false (never nil: no holes).
+-- {generation, first_generation, created_at, expires_at, uid, rotated_at, previous, revoked, session_id,
+--  grace_used} with the generations as decimal strings and absent fields false (never nil: no holes).
+-- Values written before grace_used existed have nine elements: s[10] is then nil, read as false.
 
 -- The session record at key: (live record, nil) or (nil, expired record) or (nil, nil).
 local function read_session(key, now)
@@ -109,10 +110,16 @@ local function read_session(key, now)
   local s = cmsgpack.unpack(raw)
   if type(s[1]) == 'number' then
     -- Written before session records existed: {expires_at, session_id, uid}, a revoked id.
-    s = {'0', '0', 0, s[1], false, false, false, true, s[2] or false}
+    s = {'0', '0', 0, s[1], false, false, false, true, s[2] or false, false}
   end
   if s[4] <= now then return nil, s end
   return s, nil
+end
+
+-- Whether the live session record s belongs to a user other than uid (a record without an owner,
+-- or no uid given, blocks no one): mirrors SessionRecord.owned_by_another.
+local function foreign(s, uid)
+  return s ~= nil and s[5] and uid and s[5] ~= uid
 end
 
 local function put_session(key, s, now)
@@ -125,10 +132,11 @@ end
 local function new_session(old, clock, now, expires_at, uid, sid, revoked)
   local generation = clock
   if old and not greater(clock, old[1]) then generation = increment(old[1]) end
-  return {generation, generation, now, expires_at, uid or false, false, false, revoked, sid}
+  return {generation, generation, now, expires_at, uid or false, false, false, revoked, sid, false}
 end
 
 -- Ensure the session record lives at least until keep_until (extended to extend_to); return it packed.
+-- The caller has checked that the record is not another user's.
 local function ensure_session(key, clock, now, keep_until, extend_to, uid, sid)
   local s, old = read_session(key, now)
   if not s then
