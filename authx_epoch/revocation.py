@@ -233,6 +233,9 @@ class _Core:
         #: The async side of a local store reads inline (see ``AsyncFromSync``), so the async
         #: check can call the sync read directly and skip two coroutine layers per request.
         self.reads_inline = isinstance(self.aio, AsyncFromSync)
+        #: Whether this process has set the store up (created the global record); install() tries
+        #: at start, and a store that was down then is set up at its first use instead.
+        self.set_up = False
 
     # -- the check -------------------------------------------------------------------------
 
@@ -262,6 +265,11 @@ class _Core:
         state: Optional[CheckState] = None
         try:
             state = fetch(claims.sub, claims.jti, claims.session_id, now)
+            if state.global_ is None and self.sets_up_late:
+                # Never set up (the store was down when the app started): do it now, once. Only
+                # a migration window needs it (its decision reads when the store was set up).
+                self.setup_sync(now)
+                state = fetch(claims.sub, claims.jti, claims.session_id, now)
         except StoreUnavailableError as exc:
             decision = self.store_failed(token, claims, verified, exc, started)
         else:
@@ -269,6 +277,16 @@ class _Core:
         if hook is not None:
             self.report(claims, decision, started)
         return decision, claims, state
+
+    @property
+    def sets_up_late(self) -> bool:
+        """Whether a check must set the store up first: never done, and a migration window is open."""
+        return not self.set_up and self.policy.accept_unstamped_until is not None
+
+    def setup_sync(self, now: float) -> None:
+        """Set the store up (create the global record if missing) and remember it."""
+        self.sync.setup(now)
+        self.set_up = True
 
     def read(self, token: object) -> Optional[tuple[TokenClaims, bool]]:
         """Return the claims to judge and whether they come from a verified token, or ``None``."""
@@ -735,6 +753,22 @@ class SyncEpochRevocation:
         """Count what the store holds."""
         return self._core.sync.stats(self._core.clock())
 
+    def ready(self) -> bool:
+        """Whether the store answers now (set up, read back). See ``EpochRevocation.ready``."""
+        core = self._core
+        now = core.clock()
+        try:
+            if not core.set_up:
+                core.setup_sync(now)
+            return core.sync.get_global(now) is not None
+        except StoreUnavailableError as exc:
+            logger.warning("revocation store not ready: %s", exc)
+            return False
+
+    def close(self) -> None:
+        """Release the store's blocking connections (the async side's: ``await revocation.aclose()``)."""
+        self._core.sync.close()
+
 
 class EpochRevocation:
     """Generation-counter revocation for AuthX tokens. ``install()`` returns one.
@@ -861,6 +895,10 @@ class EpochRevocation:
         state: Optional[CheckState] = None
         try:
             state = await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now)
+            if state.global_ is None and core.sets_up_late:
+                await core.aio.setup(now)
+                core.set_up = True
+                state = await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now)
         except StoreUnavailableError as exc:
             decision = core.store_failed(token, claims, verified, exc, started)
         else:
@@ -1125,3 +1163,28 @@ class EpochRevocation:
     async def stats(self) -> StoreStats:
         """Count what the store holds."""
         return await self._core.aio.stats(self._core.clock())
+
+    @_awaited
+    async def ready(self) -> bool:
+        """Whether the store answers now: what an orchestrator's readiness probe should ask.
+
+        It sets the store up if that could not be done at start (the store was down), then reads
+        it back. ``False`` (and a warning in the log) while the store cannot be reached: the app
+        answers 503 to what needs the store until then, and comes back on its own.
+        """
+        core = self._core
+        now = core.clock()
+        try:
+            if not core.set_up:
+                await core.aio.setup(now)
+                core.set_up = True
+            return await core.aio.get_global(now) is not None
+        except StoreUnavailableError as exc:
+            logger.warning("revocation store not ready: %s", exc)
+            return False
+
+    async def aclose(self) -> None:
+        """Release the store's connections: this event loop's and the blocking ones (app shutdown)."""
+        core = self._core
+        await core.aio.close()
+        core.sync.close()

@@ -244,7 +244,8 @@ async def test_the_secret_comes_from_the_environment(store_url: str, monkeypatch
     signed_by_env = create_app(store_url)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=signed_by_env), base_url="http://demo") as client:
         token = (await login(client))["access_token"]
-    other = create_app(store_url, secret="another-secret-" + "y" * 32)
+    # Another key is another realm: it gets a store of its own (on one store, install() refuses it).
+    other = create_app("memory://", secret="another-secret-" + "y" * 32)
     same = create_app(store_url, secret=SECRET)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://demo") as client:
         # A signature made with another key: AuthX 1.7.1 answers its own 422 JWTDecodeError.

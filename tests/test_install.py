@@ -788,22 +788,44 @@ def test_install_rejects_bad_store_urls_with_a_message_saying_what_to_fix(store:
     assert "uep" not in claims_of(auth.create_access_token(uid="alice"))
 
 
-def test_install_rejects_an_unusable_sqlite_path(tmp_path: Path) -> None:
+async def test_an_app_whose_store_cannot_be_opened_starts_answers_503_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A worker started during an outage (a file being restored, a volume not mounted yet, or a
+    # mistyped path) comes up, answers 503 to what needs the store, logs why, and is not ready.
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    for path in (tmp_path / "missing" / "dir" / "x.db", blocker / "x.db", tmp_path):
-        auth = make_auth()
-        with pytest.raises(ConfigurationError, match=r"(?i)sqlite") as error:
-            authx_epoch.install(auth, store=f"sqlite:///{path}")
-        assert str(path) in str(error.value)
-        assert authx_epoch.installed(auth) is None
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a SQLite database" * 100)
+    for path in (tmp_path / "missing" / "dir" / "x.db", blocker / "x.db", tmp_path, junk):
+        caplog.clear()
+        h = build_app(f"sqlite:///{path}")
+        assert authx_epoch.installed(h.auth) is h.rev
+        assert str(path) in caplog.text
+        assert not await h.rev.ready()
+        async with client(h.app) as c:
+            assert (await c.post("/login", params={"uid": "alice"})).status_code == 503
+        h.rev.sync.close()
 
 
-def test_install_rejects_a_file_that_is_not_a_database(tmp_path: Path) -> None:
-    path = tmp_path / "junk.db"
-    path.write_bytes(b"this is not a SQLite database" * 100)
-    with pytest.raises(ConfigurationError):
-        authx_epoch.install(make_auth(), store=f"sqlite:///{path}")
+async def test_a_worker_started_during_an_outage_serves_once_the_store_is_back(
+    sqlite_path: Path, clock: FakeClock
+) -> None:
+    aside = sqlite_path.with_name("aside.db")
+    first = sqlite_harness(sqlite_path, clock)
+    token = first.auth.create_access_token(uid="alice")
+    first.rev.sync.close()
+    os.rename(sqlite_path, aside)
+    os.mkdir(sqlite_path)  # the file is unusable while this worker starts
+    cold = sqlite_harness(sqlite_path, clock, namespace="")
+    async with client(cold.app) as c:
+        assert (await c.get("/protected", headers=bearer(token))).status_code == 503
+        assert not await cold.rev.ready()
+        os.rmdir(sqlite_path)
+        os.rename(aside, sqlite_path)
+        assert await cold.rev.ready()
+        assert (await c.get("/protected", headers=bearer(token))).status_code == 200
+    await cold.rev.aclose()
 
 
 def test_install_takes_a_store_object_and_a_path(tmp_path: Path, clock: FakeClock) -> None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
+import hashlib
 import inspect
 import logging
 import threading
@@ -72,7 +74,9 @@ class _Installation:
     apps: weakref.WeakKeyDictionary[Any, bool] = field(default_factory=weakref.WeakKeyDictionary)
 
 
-_INSTALLS: weakref.WeakKeyDictionary[AuthX[Any], _Installation] = weakref.WeakKeyDictionary()
+#: Each installed AuthX instance's installation, held weakly on both sides: the installation lives in
+#: the closures install() puts on the instance, so it dies with the instance and never keeps it alive.
+_INSTALLS: weakref.WeakKeyDictionary[AuthX[Any], weakref.ref[_Installation]] = weakref.WeakKeyDictionary()
 
 
 class _JustChecked:
@@ -310,10 +314,15 @@ def install(
         auth=auth,
         refresh_reuse_grace=refresh_reuse_grace,
     )
-    try:
-        backend.sync.setup(clock())
-    except StoreUnavailableError as exc:
-        raise ConfigurationError(f"the revocation store cannot be set up: {exc}") from exc
+    # The store is set up now if it answers. If it does not (Redis down at boot, a file being
+    # restored) the app starts anyway: what needs the store answers 503 until it is back, and the
+    # set-up happens at its first use. Configuration mistakes were refused above, at once.
+    if not revocation.sync.ready():
+        logger.error(
+            "authx-epoch: the revocation store at %s does not answer at start-up; requests that need it answer "
+            "503 until it does (await revocation.ready() says when)",
+            backend.location,
+        )
 
     installation = _Installation(revocation, original_middleware, _JustChecked())
     if app is not None:
@@ -326,36 +335,54 @@ def install(
     _register_callback(auth, installation)
     if app is not None:
         app.state.authx_epoch = revocation
-    _INSTALLS[auth] = installation
+    _INSTALLS[auth] = weakref.ref(installation)
     return revocation
 
 
-#: Which AuthX instance of this process works in which (store location, namespace), and whether it
-#: named the namespace itself.
-_CLAIMS: dict[tuple[str, str], tuple[weakref.ref[AuthX[Any]], bool]] = {}
+#: Which AuthX instance of this process works in which (store location, namespace), whether it named
+#: the namespace itself, and what it signs with (a digest, never the key itself).
+_CLAIMS: dict[tuple[str, str], tuple[weakref.ref[AuthX[Any]], bool, str]] = {}
+
+
+def _realm(auth: AuthX[Any]) -> str:
+    """What tells two AuthX instances of one app (same keys, algorithm, login type) from two realms."""
+    config = auth.config
+    try:
+        keys = (config.public_key, config.previous_public_key)
+    except AuthXException:  # no key configured yet (AuthX says so when one is needed)
+        keys = (None, None)
+    material = "\x00".join(str(part) for part in (config.JWT_ALGORITHM, *keys, auth.login_type))
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _claim_namespace(auth: AuthX[Any], backend: Store, explicit: bool) -> None:
-    """Refuse a second AuthX instance on a namespace another one uses, unless both named it."""
+    """Refuse a second realm on a namespace another live AuthX instance uses, unless both named it.
+
+    Several instances of one app (the same keys and login type: test apps, a restart in one
+    process) may share a namespace; two realms (users and admins with their own keys) may not by
+    accident, or an admin's logout would log out the user with the same id.
+    """
     key = (backend.location, backend.namespace)
+    realm = _realm(auth)
     found = _CLAIMS.get(key)
-    if found is not None:
-        other, other_explicit = found
-        if other() is not None and other() is not auth and not (explicit and other_explicit):
+    if found is not None and found[0]() is not None and found[2] != realm and not (explicit and found[1]):
+        gc.collect()  # an instance that is only waiting for the collector is no conflict
+        if found[0]() is not None:
             shown = repr(backend.namespace) if backend.namespace else "the root namespace"
             raise ConfigurationError(
-                f"another AuthX instance already uses {shown} of the store at {backend.location}: two instances "
-                "on one namespace share every user's epochs and the global one (an admin's logout would log out "
-                "the user with the same id). Give each its own install(..., namespace='...'), or pass the same "
-                "namespace= to both to share on purpose"
+                f"another AuthX instance, with other keys or another login type, already uses {shown} of the store "
+                f"at {backend.location}: two instances on one namespace share every user's epochs and the global "
+                "one (an admin's logout would log out the user with the same id). Give each its own "
+                "install(..., namespace='...'), or pass the same namespace= to both to share on purpose"
             )
-    _CLAIMS[key] = (weakref.ref(auth), explicit)
+    _CLAIMS[key] = (weakref.ref(auth), explicit, realm)
 
 
 def installed(auth: AuthX[Any]) -> Optional[EpochRevocation]:
     """Return the service installed on ``auth``, or ``None``."""
     found = _INSTALLS.get(auth)
-    return found.revocation if found is not None else None
+    installation = found() if found is not None else None
+    return installation.revocation if installation is not None else None
 
 
 def _attach(app: FastAPI) -> None:
@@ -488,7 +515,7 @@ def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
 def _wrap_verify(auth: AuthX[Any], installation: _Installation) -> None:
     """Make ``verify_token`` refuse revoked tokens: every path that says "valid" asks the store."""
     original = auth.verify_token
-    checked = installation.checked
+    # This closure, kept on the instance, is what keeps the installation alive (see _INSTALLS).
     check = installation.revocation.sync.is_token_revoked
 
     def verify_token(
@@ -497,7 +524,7 @@ def _wrap_verify(auth: AuthX[Any], installation: _Installation) -> None:
         payload = original(token, verify_type=verify_type, verify_fresh=verify_fresh, verify_csrf=verify_csrf)
         raw = token.token
         # The dependencies' callback asked the store an instant ago, with no await in between.
-        if not checked.take(raw) and check(raw):
+        if not installation.checked.take(raw) and check(raw):
             raise RevokedTokenError("Token has been revoked", login_type=auth.login_type)
         return payload
 

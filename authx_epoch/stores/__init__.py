@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from typing import Union
-from urllib.parse import urlsplit
 
 from authx_epoch.errors import ConfigurationError
 from authx_epoch.stores.base import (
@@ -32,6 +31,7 @@ from authx_epoch.stores.base import (
 )
 from authx_epoch.stores.memory import MemoryStore
 from authx_epoch.stores.sqlite import SqliteStore
+from authx_epoch.stores.url import StoreURL
 
 __all__ = [
     "ROOT_NAMESPACE",
@@ -40,6 +40,7 @@ __all__ = [
     "MemoryStore",
     "SqliteStore",
     "Store",
+    "StoreURL",
     "SyncStore",
     "check_namespace",
     "open_store",
@@ -47,9 +48,6 @@ __all__ = [
 
 #: What ``install(store=...)`` accepts: a URL or a ready backend object.
 StoreSpec = Union[str, os.PathLike[str], Store]
-
-_SCHEMES = ("memory://", "sqlite:///", "redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
-_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
 
 
 def open_store(spec: StoreSpec, *, namespace: str = ROOT_NAMESPACE) -> Store:
@@ -82,36 +80,26 @@ def open_store(spec: StoreSpec, *, namespace: str = ROOT_NAMESPACE) -> Store:
         raise ConfigurationError(
             f"store must be a URL such as 'sqlite:///revocation.db' or a store object, got {type(spec).__name__}"
         )
-    scheme = urlsplit(spec).scheme.lower()
-    if scheme == "memory":
-        if spec.lower().rstrip("/") != "memory:":
-            raise ConfigurationError(f"memory:// takes no host, path or options, got {spec!r}")
+    url = StoreURL.parse(spec)
+    if url.kind == "memory":
         return MemoryStore(namespace=namespace)
-    if scheme == "sqlite":
-        if not spec.lower().startswith("sqlite:///") or len(spec) == len("sqlite:///"):
-            raise ConfigurationError(
-                "a SQLite store URL needs a path: 'sqlite:///relative.db' or 'sqlite:////absolute/path.db', "
-                f"got {spec!r}"
-            )
-        return SqliteStore(spec[len("sqlite:///") :], namespace=namespace)
-    if scheme in _REDIS_SCHEMES:
-        return _open_redis(spec, namespace)
-    known = ", ".join(_SCHEMES)
-    raise ConfigurationError(f"unknown store URL {spec!r}: the schemes known are {known}")
+    if url.kind == "sqlite":
+        return SqliteStore(url.path, namespace=namespace)
+    return _open_redis(url, namespace)
 
 
-def _open_redis(url: str, namespace: str) -> Store:
+def _open_redis(url: StoreURL, namespace: str) -> Store:
     # Imported here: redis is an optional dependency, and memory/SQLite users never load it.
     try:
         from authx_epoch.stores.redis import RedisStore
     except ImportError as exc:
         if exc.name is not None and exc.name.split(".")[0] in ("redis", "hiredis"):
             raise ConfigurationError(
-                f"the store URL {url.split('://')[0]}://... needs the redis client: pip install 'authx-epoch[redis]'"
+                f"the store URL {url.scheme}://... needs the redis client: pip install 'authx-epoch[redis]'"
             ) from exc
         raise
-    from authx_epoch.stores.cache import LocalCache, split_cache_options
+    from authx_epoch.stores.cache import LocalCache, cache_options
 
-    url, cache_options = split_cache_options(url)
+    options = cache_options(url)
     store = RedisStore.from_url(url, namespace=namespace)
-    return store if cache_options is None else LocalCache(store, **cache_options)
+    return store if options is None else LocalCache(store, **options)

@@ -35,7 +35,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Optional, Union
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgpack
 
@@ -50,8 +49,9 @@ from authx_epoch.records import (
     StoreStats,
 )
 from authx_epoch.stores.base import AsyncStore, Store, SyncStore, namespaced_prefix
+from authx_epoch.stores.url import CACHE_OPTIONS, StoreURL
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_STALENESS", "LocalCache", "split_cache_options"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_STALENESS", "LocalCache", "cache_options"]
 
 logger = logging.getLogger("authx_epoch")
 
@@ -64,7 +64,6 @@ MAX_JTIS_PER_USER = 32
 #: The largest staleness accepted: beyond a minute a cache would hide revocations for too long.
 MAX_STALENESS = 60.0
 
-_URL_OPTIONS = ("local_cache", "cache_staleness", "cache_max_entries")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -125,42 +124,29 @@ def _max_entries(value: object) -> int:
     return count
 
 
-def split_cache_options(url: str) -> tuple[str, Optional[dict[str, Any]]]:
-    """Remove the cache options from a store URL.
-
-    Returns the URL without them, and the keyword arguments for ``LocalCache`` (``None`` when the
-    cache is off).
+def cache_options(url: StoreURL) -> Optional[dict[str, Any]]:
+    """The keyword arguments for ``LocalCache`` a store URL asks for, or ``None`` when the cache is off.
 
     Raises:
         ConfigurationError: An option has a bad value, or a ``cache_*`` option is given without
             ``local_cache=1`` (it would silently do nothing).
     """
-    parts = urlsplit(url)
-    ours: dict[str, str] = {}
-    rest = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in _URL_OPTIONS:
-            ours[name] = value
-        else:
-            rest.append((name, value))
+    ours = {name: url.options[name] for name in CACHE_OPTIONS if name in url.options}
     if not ours:
-        return url, None
+        return None
     switch = ours.pop("local_cache", "0").strip().lower()
     if switch not in _TRUE + _FALSE:
         raise ConfigurationError(f"local_cache must be 1 or 0 in the store URL, got {switch!r}")
     if switch in _FALSE and ours:
         raise ConfigurationError(f"{', '.join(sorted(ours))} needs local_cache=1 in the store URL")
-    # Not urlunsplit: it turns unix:///path into unix:/path, which redis-py rejects.
-    query = urlencode(rest)
-    cleaned = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else "")
     if switch in _FALSE:
-        return cleaned, None
+        return None
     options: dict[str, Any] = {}
     if "cache_staleness" in ours:
         options["staleness"] = _staleness(ours["cache_staleness"])
     if "cache_max_entries" in ours:
         options["max_entries"] = _max_entries(ours["cache_max_entries"])
-    return cleaned, options
+    return options
 
 
 # -- what one process remembers ------------------------------------------------------------

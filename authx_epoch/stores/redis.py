@@ -20,10 +20,9 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Optional, Union, cast
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import redis
 import redis.asyncio
@@ -55,6 +54,7 @@ from authx_epoch.stores._redis_codec import (
     Value,
 )
 from authx_epoch.stores.base import ROOT_NAMESPACE, AsyncStore, Store, SyncStore
+from authx_epoch.stores.url import StoreURL, redact
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore"]
 
@@ -109,24 +109,9 @@ def _async_retry() -> AsyncRetry:
     return AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))
 
 
-@dataclass(frozen=True)
-class _Options:
-    prefix: str = DEFAULT_PREFIX
-    socket_timeout: float = DEFAULT_TIMEOUT
-    socket_connect_timeout: float = DEFAULT_TIMEOUT
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, hosts = parts.netloc.rsplit("@", 1)
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
-
-
 def _timeout(name: str, value: object) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT
     try:
         seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -134,27 +119,6 @@ def _timeout(name: str, value: object) -> float:
     if not 0 < seconds < 3600:
         raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return seconds
-
-
-def _split_options(url: str, overrides: dict[str, Any]) -> tuple[str, _Options]:
-    """Remove authx-epoch's own options from the URL query; keyword arguments win over the query."""
-    parts = urlsplit(url)
-    ours: dict[str, Any] = {}
-    rest = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in _OPTIONS:
-            ours[name] = value
-        else:
-            rest.append((name, value))
-    ours.update({name: value for name, value in overrides.items() if value is not None})
-    options = _Options(
-        prefix=str(ours.get("prefix", DEFAULT_PREFIX)),
-        socket_timeout=_timeout("socket_timeout", ours.get("socket_timeout", DEFAULT_TIMEOUT)),
-        socket_connect_timeout=_timeout("socket_connect_timeout", ours.get("socket_connect_timeout", DEFAULT_TIMEOUT)),
-    )
-    # Not urlunsplit: it turns unix:///path into unix:/path, which redis-py rejects.
-    query = urlencode(rest)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{query}" if query else ""), options
 
 
 def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
@@ -168,7 +132,7 @@ def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         credentials = {"username": unquote(user) or None, "password": unquote(password) or None}
     if parts.path not in ("", "/"):
         raise ConfigurationError(
-            f"a Redis Cluster URL has no database path (Cluster has only db 0), got {_redact(url)!r}"
+            f"a Redis Cluster URL has no database path (Cluster has only db 0), got {redact(url)!r}"
         )
     nodes = []
     for item in netloc.split(","):
@@ -176,7 +140,7 @@ def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigurationError(
                 f"a Redis Cluster URL lists host:port pairs, e.g. 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000', "
-                f"got {item!r} in {_redact(url)!r}"
+                f"got {item!r} in {redact(url)!r}"
             )
         nodes.append((host.strip("[]"), int(port)))
     return nodes, credentials
@@ -854,7 +818,7 @@ class RedisStore:
     @classmethod
     def from_url(
         cls,
-        url: str,
+        url: Union[str, StoreURL],
         *,
         prefix: Optional[str] = None,
         socket_timeout: Optional[float] = None,
@@ -872,23 +836,28 @@ class RedisStore:
         Raises:
             ConfigurationError: The URL, an option or the namespace is malformed.
         """
-        overrides = {
-            "prefix": prefix,
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-        }
-        cleaned, options = _split_options(url, overrides)
-        scheme = urlsplit(url).scheme.lower()
+        parsed = url if isinstance(url, StoreURL) else StoreURL.parse(url)
+        if parsed.kind not in ("redis", "redis+cluster"):
+            raise ConfigurationError(f"not a Redis URL: {parsed.redacted!r}")
+        # Keyword arguments win over the query.
+        key_prefix = prefix if prefix is not None else parsed.option("prefix")
+        if key_prefix is None:
+            key_prefix = DEFAULT_PREFIX
         timeouts: dict[str, Any] = {
-            "socket_timeout": options.socket_timeout,
-            "socket_connect_timeout": options.socket_connect_timeout,
+            "socket_timeout": _timeout(
+                "socket_timeout", socket_timeout if socket_timeout is not None else parsed.option("socket_timeout")
+            ),
+            "socket_connect_timeout": _timeout(
+                "socket_connect_timeout",
+                socket_connect_timeout
+                if socket_connect_timeout is not None
+                else parsed.option("socket_connect_timeout"),
+            ),
         }
+        cleaned = parsed.driver_url
+        scheme = parsed.scheme
         self = cls.__new__(cls)
-        if scheme in ("redis+cluster", "rediss+cluster"):
-            if urlsplit(cleaned).query:
-                raise ConfigurationError(
-                    f"a Redis Cluster URL takes only the options {', '.join(_OPTIONS)}; got {urlsplit(cleaned).query!r}"
-                )
+        if parsed.kind == "redis+cluster":
             nodes, credentials = _cluster_nodes(cleaned)
             settings = {**credentials, **timeouts, "ssl": scheme == "rediss+cluster"}
 
@@ -900,21 +869,19 @@ class RedisStore:
                 startup = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes]
                 return redis.asyncio.cluster.RedisCluster(startup_nodes=startup, retry=_async_retry(), **settings)
 
-            keys = KeySpace(options.prefix, cluster=True, namespace=namespace)
+            keys = KeySpace(key_prefix, cluster=True, namespace=namespace)
             where = ",".join(sorted(_host_port(host, port) for host, port in nodes))
             location = f"redis+cluster://{where}?prefix={quote(keys.prefix, safe=':')}"
             self._init(keys, "redis+cluster", sync_cluster, True, async_cluster, None, location)
             return self
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigurationError(f"not a Redis URL: {_redact(url)!r}")
         try:
             probe = redis.Redis.from_url(cleaned, retry=_retry(), **timeouts)
             # redis-py only notices an unknown query option when it first connects; instantiating
             # a connection object (no I/O) surfaces it now, as a configuration error.
             probe.connection_pool.connection_class(**probe.connection_pool.connection_kwargs)
         except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"bad Redis URL {_redact(url)!r}: {exc}") from exc
-        keys = KeySpace(options.prefix, namespace=namespace)
+            raise ConfigurationError(f"bad Redis URL {parsed.redacted!r}: {exc}") from exc
+        keys = KeySpace(key_prefix, namespace=namespace)
 
         def async_single() -> AnyAsyncRedis:
             # A blocking pool: a burst of concurrent checks beyond the pool's size waits briefly

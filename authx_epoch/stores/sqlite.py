@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Optional, TypeVar
@@ -285,6 +286,13 @@ class _File:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.connections: list[sqlite3.Connection] = []
+        _FILES.add(self)
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's connections must never be used (nor closed) here."""
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.connections = []
 
     def _identity(self) -> Optional[tuple[int, int]]:
         try:
@@ -323,7 +331,7 @@ class _File:
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened") from exc
+            raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened: {exc}") from exc
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
@@ -333,7 +341,7 @@ class _File:
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened") from exc
+                raise StoreUnavailableError(f"SQLite store {self.path!r} cannot be opened: {exc}") from exc
             raise
         setattr(self.local, slot, conn)
         setattr(self.local, slot + "_id", self._identity())
@@ -366,7 +374,8 @@ class _File:
 
     def _known(self, version: int) -> None:
         if version not in (0, SCHEMA_VERSION):
-            raise StoreUnavailableError(
+            # Not an outage that passes: refused at once at start-up, a 503 if met later.
+            raise ConfigurationError(
                 f"SQLite store {self.path!r} has schema version {version}, which this authx-epoch does not read "
                 f"(it reads 0 and {SCHEMA_VERSION}): it was written by a newer authx-epoch; upgrade this one"
             )
@@ -383,6 +392,18 @@ class _File:
         for conn in connections:
             conn.close()
         self.local = threading.local()
+
+
+_FILES: weakref.WeakSet[_File] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A worker forked after the app was imported (gunicorn --preload) opens connections of its own.
+    for file in list(_FILES):
+        file.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class SqliteStore:
@@ -420,15 +441,20 @@ class SqliteStore:
         self._file = _File(self.path, read_timeout, write_timeout)
         self._owns_file = True
         self._aio = AsyncFromSync(self, offload_writes=True)
+        # Both connections are opened now, the same way in every worker. A file that cannot be
+        # opened now (a volume not mounted yet, a file being restored) is no reason not to start:
+        # the store answers StoreUnavailableError (a 503) and tries again at every use.
         try:
             self._connection(write=True)
+            self._connection(write=False)
         except StoreUnavailableError as exc:
-            if isinstance(exc.__cause__, sqlite3.Error):
-                raise ConfigurationError(
-                    f"cannot open the SQLite store at {self.path!r}: {exc.__cause__}; "
-                    "check that the directory exists and is writable by this process"
-                ) from exc.__cause__
-            raise ConfigurationError(str(exc)) from exc
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            logger.error(
+                "authx-epoch: the SQLite store at %r cannot be opened now (%s); requests that need it answer "
+                "503 until it can. Check that the directory exists and is writable by this process",
+                self.path,
+                cause,
+            )
 
     @property
     def sync(self) -> SyncStore:

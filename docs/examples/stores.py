@@ -36,11 +36,16 @@ assert revocation_b.sync.check(token).reason is authx_epoch.Reason.USER_EPOCH
 
 # --8<-- [start:bad]
 try:
-    authx_epoch.install(new_auth(), store="sqlite:///no/such/directory/revocation.db")
+    authx_epoch.install(new_auth(), store="redis://localhost:6379/0?prefx=myapp")
 except authx_epoch.ConfigurationError as error:
-    print(f"refused at install(): {error}")
+    print(f"refused at install(): {error}")  # "unknown option 'prefx' ... (did you mean 'prefix'?)"
 else:
-    raise AssertionError("an unusable path was accepted")
+    raise AssertionError("a mistyped option was accepted")
+
+# A store that cannot be reached now is no reason not to start: the app answers 503 where it
+# needs the store, logs why, and its readiness check says so until the store is back.
+unreachable = authx_epoch.install(new_auth(), store="sqlite:///no/such/directory/revocation.db")
+assert not unreachable.sync.ready()
 # --8<-- [end:bad]
 
 # --8<-- [start:namespaces]

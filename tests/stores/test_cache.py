@@ -33,9 +33,10 @@ from authx_epoch.stores.cache import (
     _CachedAsync,
     _CachedSync,
     _Memory,
-    split_cache_options,
+    cache_options,
 )
 from authx_epoch.stores.redis import RedisStore
+from authx_epoch.stores.url import StoreURL
 
 pytestmark = pytest.mark.redis
 
@@ -141,10 +142,11 @@ def test_bad_url_options_are_configuration_errors(query: str, message: str) -> N
 
 
 def test_cache_options_leave_the_others_in_place() -> None:
-    url, options = split_cache_options("unix:///tmp/r.sock?db=2&local_cache=yes&prefix=x")
-    assert url == "unix:///tmp/r.sock?db=2&prefix=x"
-    assert options == {}
-    assert split_cache_options("redis://h:1/0?db=1") == ("redis://h:1/0?db=1", None)
+    url = StoreURL.parse("unix:///tmp/r.sock?db=2&local_cache=yes&prefix=x")
+    assert url.driver_url == "unix:///tmp/r.sock?db=2"
+    assert url.option("prefix") == "x"
+    assert cache_options(url) == {}
+    assert cache_options(StoreURL.parse("redis://h:1/0?db=1")) is None
 
 
 def test_a_store_without_redis_needs_a_client_and_a_prefix() -> None:
@@ -327,6 +329,8 @@ def test_another_instance_sees_a_write_through_the_channel(inner: RedisStore, ca
 def test_a_namespace_view_has_its_own_memory_and_channel(inner: RedisStore, cache: LocalCache) -> None:
     admin = cache.with_namespace("admin")
     assert isinstance(admin, LocalCache)
+    admin.start()
+    wait_until(lambda: admin.connected)  # its own subscriber: answers are kept only once it listens
     try:
         assert cache.channel == f"{inner.prefix}:changes"
         assert admin.channel == f"{inner.prefix}~admin:changes"

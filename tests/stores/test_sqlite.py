@@ -229,9 +229,18 @@ def test_no_file_is_a_configuration_error(bad: str) -> None:
         SqliteStore(bad)
 
 
-def test_an_unwritable_location_is_a_configuration_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="directory exists"):
-        SqliteStore(tmp_path / "no" / "such" / "dir.db")
+def test_an_unwritable_location_is_logged_and_every_use_is_a_store_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not a crash at start-up: the location may be a volume not mounted yet. Every use says why.
+    path = tmp_path / "no" / "such" / "dir.db"
+    store = SqliteStore(path)
+    assert "directory exists" in caplog.text
+    with pytest.raises(StoreUnavailableError, match="cannot be opened"):
+        store.sync.fetch("alice", None, None, 0.0)
+    path.parent.mkdir(parents=True)
+    assert store.sync.setup(1.0).epoch > 0
+    store.close()
 
 
 # -- schema version 2: namespaces, and the upgrade of files written before ----------------------
