@@ -347,6 +347,7 @@ _CLAIMS: dict[tuple[str, str], tuple[weakref.ref[AuthX[Any]], bool, str]] = {}
 def _realm(auth: AuthX[Any]) -> str:
     """What tells two AuthX instances of one app (same keys, algorithm, login type) from two realms."""
     config = auth.config
+    keys: tuple[Optional[str], Optional[str]]
     try:
         keys = (config.public_key, config.previous_public_key)
     except AuthXException:  # no key configured yet (AuthX says so when one is needed)
