@@ -1,10 +1,9 @@
-"""Failure modes: an unreachable store is a 503 in AuthX's error shape, never a 500, never "revoked"."""
+"""Failure modes: an unreachable store is a 503 in AuthX's error shape."""
 
 import asyncio
-import logging
 import os
+import pathlib
 import tempfile
-from pathlib import Path
 
 import httpx
 from authx import AuthX, AuthXConfig, TokenPayload
@@ -12,57 +11,62 @@ from fastapi import Depends, FastAPI
 
 import authx_epoch
 
-workdir = Path(tempfile.mkdtemp())
+database = pathlib.Path(tempfile.mkdtemp(), "revocation.db")
 
 
-def build(*, fail_open: bool) -> tuple[FastAPI, AuthX]:
-    # --8<-- [start:app]
+def build_app(*, fail_open: bool) -> tuple[FastAPI, AuthX]:
     app = FastAPI()
     auth = AuthX(
-        config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!", JWT_TOKEN_LOCATION=["headers"])
+        config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
     )
     auth.handle_errors(app)
     # app= registers the 503 handler; fail_open=False is the default.
-    authx_epoch.install(auth, store=f"sqlite:///{workdir / 'revocation.db'}", app=app, fail_open=fail_open)
+    authx_epoch.install(
+        auth, store=f"sqlite:///{database}", app=app, fail_open=fail_open
+    )
 
     @app.get("/me")
-    async def me(payload: TokenPayload = Depends(auth.access_token_required)) -> dict[str, str]:
+    async def me(
+        payload: TokenPayload = Depends(auth.access_token_required),
+    ) -> dict[str, str]:
         return {"uid": str(payload.sub)}
-
-    # --8<-- [end:app]
 
     return app, auth
 
 
 def break_the_store() -> None:
-    """Replace the database file by a directory: every read now fails, as on a lost disk."""
+    """Put a directory where the file was: every read fails (a lost disk)."""
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{workdir / 'revocation.db'}{suffix}").unlink(missing_ok=True)
-    os.mkdir(workdir / "revocation.db")
+        pathlib.Path(f"{database}{suffix}").unlink(missing_ok=True)
+    os.mkdir(database)
+
+
+async def get_me(app: FastAPI, token: str) -> httpx.Response:
+    asgi = httpx.ASGITransport(app=app)  # calls the app in-process, no server
+    async with httpx.AsyncClient(base_url="http://app", transport=asgi) as http:
+        return await http.get(
+            "/me", headers={"Authorization": f"Bearer {token}"}
+        )
 
 
 async def main() -> None:
-    closed, closed_auth = build(fail_open=False)
-    open_app, open_auth = build(fail_open=True)
-    token, other = closed_auth.create_access_token(uid="alice"), open_auth.create_access_token(uid="alice")
+    closed_app, closed_auth = build_app(fail_open=False)
+    open_app, open_auth = build_app(fail_open=True)
+    token = closed_auth.create_access_token(uid="alice")
+    other = open_auth.create_access_token(uid="alice")
     break_the_store()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=closed), base_url="http://app") as client:
-        # --8<-- [start:closed]
-        response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 503
-        assert response.json() == {
-            "message": "Token revocation service unavailable, try again shortly",
-            "error_type": "StoreUnavailableError",
-        }
-        assert response.headers["Retry-After"] == "1"
-        # --8<-- [end:closed]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=open_app), base_url="http://app") as client:
-        # --8<-- [start:open]
-        response = await client.get("/me", headers={"Authorization": f"Bearer {other}"})
-        assert response.status_code == 200  # let through unchecked, and logged as a warning each time
-        # --8<-- [end:open]
+
+    response = await get_me(closed_app, token)  # fail-closed, the default
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert response.json() == {
+        "message": "Token revocation service unavailable, try again shortly",
+        "error_type": "StoreUnavailableError",
+    }
+
+    response = await get_me(open_app, other)  # fail_open=True
+    assert response.status_code == 200  # unchecked, and logged as a warning
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
     asyncio.run(main())

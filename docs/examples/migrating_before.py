@@ -1,11 +1,12 @@
-"""Before: the blocklist pattern of AuthX's revocation guide, for comparison (do not copy)."""
+"""Before: the blocklist of AuthX's revocation guide, for comparison only."""
 
 from authx import AuthX, AuthXConfig
 
-# --8<-- [start:before]
-auth = AuthX(config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!", JWT_TOKEN_LOCATION=["headers"]))
-blocklist: set[str] = set()  # grows with every logout; must be cleaned up by hand
-issued: dict[str, list[str]] = {}  # every token ever issued, kept only to be able to log out everywhere
+auth = AuthX(
+    config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
+)
+blocklist: set[str] = set()  # grows with every logout; cleaned up by hand
+issued: dict[str, list[str]] = {}  # every token ever issued, for logout-all
 
 
 def issue(uid: str) -> str:
@@ -22,13 +23,12 @@ auth.set_token_blocklist(is_token_in_blocklist)
 
 
 def logout_all(uid: str) -> None:
-    blocklist.update(issued.pop(uid, []))  # one write per token the user ever received
+    # One write per token the user ever received.
+    blocklist.update(issued.pop(uid, []))
 
 
-# --8<-- [end:before]
-
-
-for _ in range(3):
-    issue("alice")
-logout_all("alice")
-assert len(blocklist) == 3
+if __name__ == "__main__":
+    for _ in range(3):
+        issue("alice")
+    logout_all("alice")
+    assert len(blocklist) == 3

@@ -1,60 +1,78 @@
-"""Refresh tokens: stamped like access tokens, tied to a session, rotated by revoking the old one."""
+"""Refresh tokens: a session per login, rotated at each use, replays caught."""
 
 import asyncio
-import uuid
 
 import httpx
-from authx import AuthX, AuthXConfig, TokenPayload
-from fastapi import Depends, FastAPI
+from authx import AuthX, AuthXConfig, RequestToken, TokenPayload
+from fastapi import Depends, FastAPI, Request
 
 import authx_epoch
 
 app = FastAPI()
-auth = AuthX(config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!", JWT_TOKEN_LOCATION=["headers"]))
+auth = AuthX(
+    config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
+)
 auth.handle_errors(app)
 revocation = authx_epoch.install(auth, store="memory://", app=app)
 
 
-@app.get("/me")
-async def me(payload: TokenPayload = Depends(auth.access_token_required)) -> dict[str, str]:
-    return {"uid": str(payload.sub)}
-
-
-# --8<-- [start:routes]
 @app.post("/login")
-async def login() -> dict[str, str]:
-    data = {"session_id": str(uuid.uuid4())}  # one session per login: access and refresh share it
-    return {
-        "access_token": auth.create_access_token(uid="alice", fresh=True, data=data),
-        "refresh_token": auth.create_refresh_token(uid="alice", data=data),
-    }
+async def login(request: Request) -> authx_epoch.SessionTokens:
+    # (Check the password first.) A new session: both tokens carry its id.
+    return await revocation.create_token_pair(
+        "alice", fresh=True, request=request
+    )
 
 
 @app.post("/refresh")
-async def refresh(payload: TokenPayload = Depends(auth.refresh_token_required)) -> dict[str, str]:
-    data = {"session_id": (payload.model_extra or {})["session_id"]}  # stay in the same session
-    await revocation.revoke_token(payload)  # rotation: the presented refresh token is spent
-    return {
-        "access_token": auth.create_access_token(uid=str(payload.sub), data=data),
-        "refresh_token": auth.create_refresh_token(uid=str(payload.sub), data=data),
-    }
+async def refresh(
+    presented: RequestToken = Depends(auth.get_refresh_token_from_request),
+) -> authx_epoch.SessionTokens:
+    # Verifies the refresh token as AuthX would, then mints the session's
+    # next pair. A refresh token already used is a replay: the session is
+    # revoked and the answer is a 401 RefreshTokenReusedError.
+    return await revocation.rotate_refresh_token(presented.token)
 
 
-# --8<-- [end:routes]
+@app.get("/me")
+async def me(
+    payload: TokenPayload = Depends(auth.access_token_required),
+) -> dict[str, str]:
+    return {"uid": str(payload.sub)}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def main() -> None:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
-        # --8<-- [start:walk]
-        first = (await client.post("/login")).json()
-        second = await client.post("/refresh", headers={"Authorization": f"Bearer {first['refresh_token']}"})
-        assert second.status_code == 200
-        replay = await client.post("/refresh", headers={"Authorization": f"Bearer {first['refresh_token']}"})
-        assert replay.status_code == 401  # a spent refresh token is refused
-        await revocation.bump_user_epoch("alice", reason="logout_all")  # and logout-all reaches refresh tokens
-        again = await client.post("/refresh", headers={"Authorization": f"Bearer {second.json()['refresh_token']}"})
-        assert again.status_code == 401
-        # --8<-- [end:walk]
+    asgi = httpx.ASGITransport(app=app)  # calls the app in-process, no server
+    async with httpx.AsyncClient(base_url="http://app", transport=asgi) as http:
+        first = (await http.post("/login")).json()
+        second = (
+            await http.post("/refresh", headers=bearer(first["refresh_token"]))
+        ).json()
+        third = (
+            await http.post("/refresh", headers=bearer(second["refresh_token"]))
+        ).json()
+        sessions = {pair["session_id"] for pair in (first, second, third)}
+        assert len(sessions) == 1  # one session, whatever the rotations
+
+        # A thief replays the first refresh token: the whole session dies.
+        replay = await http.post(
+            "/refresh", headers=bearer(first["refresh_token"])
+        )
+        assert replay.json()["error_type"] == "RefreshTokenReusedError"
+        response = await http.get("/me", headers=bearer(third["access_token"]))
+        assert response.status_code == 401
+
+        # Logout everywhere reaches refresh tokens too: they are stamped.
+        other = (await http.post("/login")).json()
+        await revocation.bump_user_epoch("alice", reason="logout_all")
+        response = await http.post(
+            "/refresh", headers=bearer(other["refresh_token"])
+        )
+        assert response.status_code == 401
 
 
 if __name__ == "__main__":

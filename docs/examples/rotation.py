@@ -1,18 +1,18 @@
-"""Sessions done right: one pair per login, per-device logout, refresh-token rotation with reuse detection."""
+"""Sessions: a pair per login, logout per device, rotation, reuse detection."""
 
 import asyncio
 import datetime as dt
 import time
 
 import httpx
-from authx import AuthX, AuthXConfig, TokenPayload
+from authx import AuthX, AuthXConfig, RequestToken, TokenPayload
 from fastapi import Depends, FastAPI, Request
 
 import authx_epoch
 
 
 class Clock:
-    """The service's clock, moved by hand here to show the grace interval without waiting."""
+    """The service's clock, moved by hand to show the grace interval."""
 
     def __init__(self) -> None:
         self.now = time.time()
@@ -21,48 +21,53 @@ class Clock:
         return self.now
 
 
-clock = Clock()
+clock = Clock()  # leave clock= out in an app: time.time is the default
 app = FastAPI()
-auth = AuthX(config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!", JWT_TOKEN_LOCATION=["headers"]))
+auth = AuthX(
+    config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
+)
 auth.handle_errors(app)
-
-# --8<-- [start:install]
 revocation = authx_epoch.install(
     auth,
     store="memory://",
     app=app,
-    refresh_reuse_grace=dt.timedelta(seconds=5),  # the default: two tabs refreshing at once are fine
+    # The default: two tabs refreshing with the same token at once are fine.
+    refresh_reuse_grace=dt.timedelta(seconds=5),
     clock=clock,
 )
-# --8<-- [end:install]
 
 
-# --8<-- [start:routes]
 @app.post("/login")
 async def login(request: Request) -> authx_epoch.SessionTokens:
-    # (check the password first) A new session: both tokens carry its id and its generation.
-    return await revocation.create_token_pair("alice", fresh=True, request=request)
+    # (Check the password first.) A new session: both tokens carry its id
+    # and its generation.
+    return await revocation.create_token_pair(
+        "alice", fresh=True, request=request
+    )
 
 
 @app.post("/refresh")
-async def refresh(request: Request) -> authx_epoch.SessionTokens:
-    # Not auth.refresh_token_required: rotate_refresh_token verifies the token itself, like AuthX.
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
-    return await revocation.rotate_refresh_token(token)  # a replay raises RefreshTokenReusedError: 401
+async def refresh(
+    presented: RequestToken = Depends(auth.get_refresh_token_from_request),
+) -> authx_epoch.SessionTokens:
+    # Verifies the token like AuthX; a replay raises RefreshTokenReusedError.
+    return await revocation.rotate_refresh_token(presented.token)
 
 
 @app.post("/logout")
-async def logout(payload: TokenPayload = Depends(auth.access_token_required)) -> dict[str, str]:
-    await revocation.revoke_session((payload.model_extra or {})["session_id"])  # this device only
+async def logout(
+    payload: TokenPayload = Depends(auth.access_token_required),
+) -> dict[str, str]:
+    session_id = (payload.model_extra or {})["session_id"]
+    await revocation.revoke_session(session_id)  # this device only
     return {"message": "this device is logged out"}
 
 
 @app.get("/me")
-async def me(payload: TokenPayload = Depends(auth.access_token_required)) -> dict[str, str]:
+async def me(
+    payload: TokenPayload = Depends(auth.access_token_required),
+) -> dict[str, str]:
     return {"uid": str(payload.sub)}
-
-
-# --8<-- [end:routes]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -70,34 +75,48 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def main() -> None:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
-        # --8<-- [start:walk]
-        laptop, phone = (await client.post("/login")).json(), (await client.post("/login")).json()
+    asgi = httpx.ASGITransport(app=app)  # calls the app in-process, no server
+    async with httpx.AsyncClient(base_url="http://app", transport=asgi) as http:
+        laptop = (await http.post("/login")).json()
+        phone = (await http.post("/login")).json()
         assert laptop["session_id"] != phone["session_id"]
 
-        # Two tabs refresh with the same token at once: both get a working pair.
+        # Two tabs refresh with the same token at once: both get a pair.
+        used = bearer(laptop["refresh_token"])
         first, second = await asyncio.gather(
-            client.post("/refresh", headers=bearer(laptop["refresh_token"])),
-            client.post("/refresh", headers=bearer(laptop["refresh_token"])),
+            http.post("/refresh", headers=used),
+            http.post("/refresh", headers=used),
         )
         assert first.status_code == second.status_code == 200
         current = first.json()
 
-        # Later, someone replays the old refresh token: the whole laptop session is revoked.
+        # A minute later someone replays the used refresh token: the whole
+        # laptop session is revoked, the pair it was rotated into too.
         clock.now += 60
-        replay = await client.post("/refresh", headers=bearer(laptop["refresh_token"]))
+        replay = await http.post("/refresh", headers=used)
         assert replay.status_code == 401
         assert replay.json()["error_type"] == "RefreshTokenReusedError"
-        assert (await client.get("/me", headers=bearer(current["access_token"]))).status_code == 401
-        assert (await client.post("/refresh", headers=bearer(current["refresh_token"]))).status_code == 401
+        response = await http.get(
+            "/me", headers=bearer(current["access_token"])
+        )
+        assert response.status_code == 401
+        response = await http.post(
+            "/refresh", headers=bearer(current["refresh_token"])
+        )
+        assert response.status_code == 401
 
-        # The phone is another session: untouched. Logging it out ends its access and refresh tokens.
-        assert (await client.get("/me", headers=bearer(phone["access_token"]))).status_code == 200
-        assert (await client.post("/logout", headers=bearer(phone["access_token"]))).status_code == 200
-        assert (await client.post("/refresh", headers=bearer(phone["refresh_token"]))).status_code == 401
-        # --8<-- [end:walk]
-        stats = await revocation.stats()
-        assert (stats.sessions, stats.revoked_sessions) == (2, 2)
+        # The phone is another session, untouched; logging it out ends its
+        # access and refresh tokens together.
+        phone_access = bearer(phone["access_token"])
+        assert (await http.get("/me", headers=phone_access)).status_code == 200
+        await http.post("/logout", headers=phone_access)
+        response = await http.post(
+            "/refresh", headers=bearer(phone["refresh_token"])
+        )
+        assert response.status_code == 401
+
+    stats = await revocation.stats()
+    assert (stats.sessions, stats.revoked_sessions) == (2, 2)
 
 
 if __name__ == "__main__":

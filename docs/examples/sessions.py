@@ -1,4 +1,4 @@
-"""Sessions: AuthX's session API, with revocation that really reaches the tokens."""
+"""AuthX's session API, with revocation that really reaches the tokens."""
 
 import asyncio
 
@@ -10,7 +10,7 @@ import authx_epoch
 
 
 class SessionStore:
-    """A dictionary implementing AuthX's SessionStoreProtocol (use your database in production)."""
+    """AuthX's SessionStoreProtocol over a dict (use your database instead)."""
 
     def __init__(self) -> None:
         self.sessions: dict[str, SessionInfo] = {}
@@ -22,13 +22,14 @@ class SessionStore:
         return self.sessions.get(session_id)
 
     async def update(self, session_id: str, **changes: object) -> None:
-        self.sessions[session_id] = self.sessions[session_id].model_copy(update=changes)
+        session = self.sessions[session_id]
+        self.sessions[session_id] = session.model_copy(update=changes)
 
     async def delete(self, session_id: str) -> None:
         self.sessions.pop(session_id, None)
 
     async def list_by_user(self, uid: str) -> list[SessionInfo]:
-        return [session for session in self.sessions.values() if session.uid == uid]
+        return [s for s in self.sessions.values() if s.uid == uid]
 
     async def delete_all_by_user(self, uid: str) -> None:
         for session in await self.list_by_user(uid):
@@ -36,51 +37,73 @@ class SessionStore:
 
 
 app = FastAPI()
-auth = AuthX(config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!", JWT_TOKEN_LOCATION=["headers"]))
+auth = AuthX(
+    config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
+)
 auth.handle_errors(app)
 auth.set_session_store(SessionStore())
 revocation = authx_epoch.install(auth, store="memory://", app=app)
 
 
-# --8<-- [start:routes]
 @app.post("/login")
-async def login(request: Request) -> dict[str, str]:
-    session = await auth.create_session("alice", request)
-    data = {"session_id": session.session_id}  # the claim authx-epoch reads (ClaimNames.session_id)
-    return {
-        "access_token": auth.create_access_token(uid="alice", data=data),
-        "refresh_token": auth.create_refresh_token(uid="alice", data=data),
-    }
+async def login(request: Request) -> authx_epoch.SessionTokens:
+    # (Check the password first.) AuthX's store keeps the session too.
+    return await revocation.create_token_pair(
+        "alice", fresh=True, request=request
+    )
 
 
 @app.post("/logout-session")
-async def logout_session(payload: TokenPayload = Depends(auth.access_token_required)) -> dict[str, str]:
-    # With authx-epoch installed, AuthX's own revoke_session also revokes the session's tokens.
+async def logout_session(
+    payload: TokenPayload = Depends(auth.access_token_required),
+) -> dict[str, str]:
+    # With authx-epoch installed, AuthX's own revoke_session also revokes
+    # every token of the session, the refresh token included.
     await auth.revoke_session((payload.model_extra or {})["session_id"])
     return {"message": "this session is logged out"}
 
 
 @app.get("/sessions")
-async def sessions(payload: TokenPayload = Depends(auth.access_token_required)) -> list[SessionInfo]:
+async def sessions(
+    payload: TokenPayload = Depends(auth.access_token_required),
+) -> list[SessionInfo]:
     return await auth.list_sessions(str(payload.sub))
 
 
-# --8<-- [end:routes]
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def main() -> None:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client:
-        laptop, phone = (await client.post("/login")).json(), (await client.post("/login")).json()
-        # --8<-- [start:walk]
-        headers = {"Authorization": f"Bearer {laptop['access_token']}"}
-        assert (await client.post("/logout-session", headers=headers)).status_code == 200
-        assert (await client.get("/sessions", headers=headers)).status_code == 401
-        assert (await revocation.check(laptop["refresh_token"])).reason is authx_epoch.Reason.SESSION_REVOKED
-        phone_headers = {"Authorization": f"Bearer {phone['access_token']}"}
-        assert len((await client.get("/sessions", headers=phone_headers)).json()) == 1
-        await auth.revoke_all_sessions("alice")  # every session record and, by an epoch bump, every token
-        assert (await client.get("/sessions", headers=phone_headers)).status_code == 401
-        # --8<-- [end:walk]
+    asgi = httpx.ASGITransport(app=app)  # calls the app in-process, no server
+    async with httpx.AsyncClient(base_url="http://app", transport=asgi) as http:
+        laptop = (await http.post("/login")).json()
+        phone = (await http.post("/login")).json()
+        listed = await http.get(
+            "/sessions", headers=bearer(phone["access_token"])
+        )
+        assert len(listed.json()) == 2  # one per login
+
+        await http.post(
+            "/logout-session", headers=bearer(laptop["access_token"])
+        )
+        response = await http.get(
+            "/sessions", headers=bearer(laptop["access_token"])
+        )
+        assert response.status_code == 401
+        decision = await revocation.check(laptop["refresh_token"])
+        assert decision.reason is authx_epoch.Reason.SESSION_REVOKED
+        listed = await http.get(
+            "/sessions", headers=bearer(phone["access_token"])
+        )
+        assert len(listed.json()) == 1  # the phone is still logged in
+
+        # Every session record and, by an epoch bump, every token of alice:
+        await auth.revoke_all_sessions("alice")
+        response = await http.get(
+            "/sessions", headers=bearer(phone["access_token"])
+        )
+        assert response.status_code == 401
 
 
 if __name__ == "__main__":
