@@ -23,10 +23,12 @@ state lives in the store (a SQLite file by default) and survives it.
 # No "from __future__ import annotations": FastAPI must see the dependency aliases defined inside
 # create_app(), which string annotations would hide from it.
 import argparse
+import errno
 import hashlib
 import hmac
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -275,24 +277,51 @@ def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None, cloc
     return app
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    # Bind here, so a busy port is one line saying what to do instead of uvicorn's log; the socket
+    # is then handed to uvicorn, so nothing can take the port in between.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does; a listener still wins
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            other = port + 1 if 0 < port < 65535 else 8001
+            raise ConfigurationError(
+                f"port {port} on {host} is already in use (is another demo still running?); "
+                f"pick another with --port, for example --port {other}"
+            ) from exc
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return sock
+
+
 def serve(*, host: str = "127.0.0.1", port: int = 8000, store: str = DEFAULT_STORE) -> None:
     """Run the demo with uvicorn until interrupted.
 
     Raises:
         SystemExit: uvicorn is missing (install the ``demo`` extra).
+        ConfigurationError: the store URL is unusable, or the port is taken (the message says how
+            to pick another) or cannot be listened on.
     """
     try:
         import uvicorn
     except ImportError as exc:
         raise SystemExit("the demo needs uvicorn: pip install 'authx-epoch[demo]'") from exc
     app = create_app(store)
+    sock = _listen(host, port)
     print(f"authx-epoch demo: store {store}, Swagger UI at http://{host}:{port}/docs", file=sys.stderr)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info")).run(sockets=[sock])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Parse the command line and run the demo."""
-    parser = argparse.ArgumentParser(prog="python -m authx_epoch.demo", description="Run the authx-epoch demo app.")
+def main(argv: Optional[Sequence[str]] = None, *, prog: str = "python -m authx_epoch.demo") -> None:
+    """Parse the command line and run the demo (``scripts/demo`` passes its own name as ``prog``)."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the authx-epoch demo app: log in as alice / wonderland or bob / builder, "
+        "then follow the README's curl walk-through (it can be run again and again against one "
+        "demo) or click through Swagger UI at /docs.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
     parser.add_argument("--store", default=DEFAULT_STORE, help="revocation store URL (default: %(default)s)")
@@ -300,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         serve(host=args.host, port=args.port, store=args.store)
     except ConfigurationError as exc:
-        parser.exit(2, f"authx-epoch demo: {exc}\n")
+        parser.exit(2, f"{prog}: {exc}\n")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -301,20 +303,24 @@ def _running_demo(tmp_path: Path, port: int) -> Iterator[list[str]]:
         output.append(out)
 
 
+def _wait_for_docs(base: str) -> None:
+    deadline = time.monotonic() + 30
+    status = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            status = httpx.get(f"{base}/docs", timeout=2).status_code
+            if status == 200:
+                return
+        time.sleep(0.1)  # polling a real server started in another process; there is no clock to inject
+    raise AssertionError(f"the demo did not answer /docs in 30 s (last status {status})")
+
+
 @pytest.mark.slow
 def test_python_dash_m_demo_serves_swagger_and_never_logs_tokens(tmp_path: Path) -> None:
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with _running_demo(tmp_path, port) as output:
-        deadline = time.monotonic() + 30
-        status = None
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.TransportError):
-                status = httpx.get(f"{base}/docs", timeout=2).status_code
-                if status == 200:
-                    break
-            time.sleep(0.1)  # polling a real server started in another process; there is no clock to inject
-        assert status == 200, "the demo did not answer /docs in 30 s"
+        _wait_for_docs(base)
         pair = httpx.post(f"{base}/login", json={"username": "alice", "password": DEMO_USERS["alice"]}).json()
         assert httpx.get(f"{base}/me", headers=bearer(pair["access_token"])).status_code == 200
         assert httpx.post(f"{base}/logout-all", headers=bearer(pair["access_token"])).status_code == 200
@@ -323,3 +329,64 @@ def test_python_dash_m_demo_serves_swagger_and_never_logs_tokens(tmp_path: Path)
     assert "/docs" in logged
     assert pair["access_token"] not in logged
     assert pair["refresh_token"] not in logged
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _readme_walk_through(base: str) -> str:
+    section = (ROOT / "README.md").read_text().split("## The demo, with curl", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "B=http://127.0.0.1:8000\n" in block
+    return block.replace("B=http://127.0.0.1:8000\n", f"B={base}\n", 1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the README's walk-through needs curl")
+def test_the_readme_curl_walk_through_runs_twice_against_one_demo(tmp_path: Path) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    walk = _readme_walk_through(base)
+    # What the README says each step prints: the error types in its comments, the status codes
+    # after the curl lines that print one.
+    expected_errors = re.findall(r'"error_type":"(\w+)"', walk)
+    expected_codes = re.findall(r"%\{http_code\}.*#\s*(\d{3})", walk)
+    assert len(expected_errors) >= 5
+    assert len(expected_codes) >= 4
+    with _running_demo(tmp_path, port):
+        _wait_for_docs(base)
+        for run in (1, 2):
+            done = subprocess.run(["bash", "-c", walk], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+            assert done.returncode == 0, f"run {run}: {done.stderr}"
+            assert done.stderr == "", f"run {run}: {done.stderr}"
+            assert re.findall(r'"error_type":"(\w+)"', done.stdout) == expected_errors, f"run {run}: {done.stdout}"
+            # curl -w prints a code at the end of a line, after a body that has no newline of its own.
+            codes = re.findall(r"(?:^|(?<=[}\]]))(\d{3})$", done.stdout, re.MULTILINE)
+            assert codes == expected_codes, f"run {run}: {done.stdout}"
+
+
+def test_scripts_demo_help_names_scripts_demo(tmp_path: Path) -> None:
+    # Run the command scripts/demo runs (its venv set-up aside) and read its --help.
+    script = (ROOT / "scripts" / "demo").read_text()
+    (command,) = re.findall(r"^exec python -c '([^']+)' \"\$@\"$", script, re.MULTILINE)
+    shown = subprocess.run(
+        [sys.executable, "-c", command, "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("usage: scripts/demo ")
+    assert "--port" in shown.stdout
+
+
+def test_a_busy_port_says_how_to_pick_another(capsys: pytest.CaptureFixture[str], store_url: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exited:
+            main(["--port", str(port), "--store", store_url], prog="scripts/demo")
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is already in use" in err
+    assert f"--port {port + 1}" in err
+    assert err.strip().splitlines()[-1].startswith("scripts/demo: ")
+    assert "Traceback" not in err
