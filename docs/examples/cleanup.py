@@ -18,7 +18,7 @@ class Clock:
         return self.now
 
 
-clock = Clock()  # leave clock= out in an app: time.time is the default
+clock = Clock()  # an app leaves clock= out: the wall clock
 auth = AuthX(
     config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
 )

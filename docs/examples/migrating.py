@@ -23,7 +23,7 @@ before = AuthX(config=config)  # the app as it ran before the migration
 old_alice = before.create_access_token(uid="alice")
 old_bob = before.create_access_token(uid="bob")
 
-clock = Clock()  # leave clock= out in an app: time.time is the default
+clock = Clock()  # an app leaves clock= out: the wall clock
 clock.now += 1  # the deploy comes after the tokens it must keep working
 
 auth = AuthX(config=config)
