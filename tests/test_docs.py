@@ -228,7 +228,8 @@ def test_the_docs_recommend_one_way_to_rotate_refresh_tokens() -> None:
     alternative = page.index("## The low-level alternative")
     assert recommended < page.index('title="refresh_tokens.py"') < alternative
     assert alternative < page.index('title="refresh_tokens_by_hand.py"')
-    assert "rotate_refresh_token" in (EXAMPLES / "refresh_tokens.py").read_text()
+    assert "create_token_pair" in (EXAMPLES / "refresh_tokens.py").read_text()
+    assert "revocation.rotated_tokens" in (EXAMPLES / "refresh_tokens.py").read_text()
     assert "revoke_token" not in (EXAMPLES / "refresh_tokens.py").read_text()
     by_hand = (EXAMPLES / "refresh_tokens_by_hand.py").read_text()
     assert "Low-level alternative" in by_hand

@@ -3,7 +3,7 @@
 import asyncio
 
 import httpx
-from authx import AuthX, AuthXConfig, RequestToken, TokenPayload
+from authx import AuthX, AuthXConfig, TokenPayload
 from fastapi import Depends, FastAPI, Request
 
 import authx_epoch
@@ -26,12 +26,13 @@ async def login(request: Request) -> authx_epoch.SessionTokens:
 
 @app.post("/refresh")
 async def refresh(
-    presented: RequestToken = Depends(auth.get_refresh_token_from_request),
+    tokens: authx_epoch.SessionTokens = Depends(revocation.rotated_tokens),
 ) -> authx_epoch.SessionTokens:
-    # Verifies the refresh token as AuthX would, then mints the session's
-    # next pair. A refresh token already used is a replay: the session is
-    # revoked and the answer is a 401 RefreshTokenReusedError.
-    return await revocation.rotate_refresh_token(presented.token)
+    # The session's next pair, for the refresh token read and verified where
+    # AuthX reads it (cookies too, CSRF included, new cookies set). A refresh
+    # token already used is a replay: the session is revoked and the answer
+    # is a 401 RefreshTokenReusedError.
+    return tokens
 
 
 @app.get("/me")

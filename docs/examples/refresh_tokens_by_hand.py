@@ -1,6 +1,6 @@
 """Low-level alternative: rotate refresh tokens by hand with revoke_token.
 
-Prefer create_token_pair and rotate_refresh_token (refresh_tokens.py): this
+Prefer create_token_pair and rotated_tokens (refresh_tokens.py): this
 version refuses a spent refresh token, but it cannot tell a replay from a
 mistake, so it never revokes the session a thief is using.
 """

@@ -5,7 +5,7 @@ import datetime as dt
 import time
 
 import httpx
-from authx import AuthX, AuthXConfig, RequestToken, TokenPayload
+from authx import AuthX, AuthXConfig, TokenPayload
 from fastapi import Depends, FastAPI, Request
 
 import authx_epoch
@@ -48,17 +48,17 @@ async def login(request: Request) -> authx_epoch.SessionTokens:
 
 @app.post("/refresh")
 async def refresh(
-    presented: RequestToken = Depends(auth.get_refresh_token_from_request),
+    tokens: authx_epoch.SessionTokens = Depends(revocation.rotated_tokens),
 ) -> authx_epoch.SessionTokens:
-    # Verifies the token like AuthX; a replay raises RefreshTokenReusedError.
-    return await revocation.rotate_refresh_token(presented.token)
+    # Verified like AuthX's refresh_token_required, then rotated; a replay
+    # is a 401 RefreshTokenReusedError.
+    return tokens
 
 
 @app.post("/logout")
 async def logout(
-    payload: TokenPayload = Depends(auth.access_token_required),
+    session_id: str = Depends(revocation.current_session),
 ) -> dict[str, str]:
-    session_id = (payload.model_extra or {})["session_id"]
     await revocation.revoke_session(session_id)  # this device only
     return {"message": "this device is logged out"}
 

@@ -55,11 +55,11 @@ async def login(request: Request) -> authx_epoch.SessionTokens:
 
 @app.post("/logout-session")
 async def logout_session(
-    payload: TokenPayload = Depends(auth.access_token_required),
+    session_id: str = Depends(revocation.current_session),
 ) -> dict[str, str]:
     # With authx-epoch installed, AuthX's own revoke_session also revokes
     # every token of the session, the refresh token included.
-    await auth.revoke_session((payload.model_extra or {})["session_id"])
+    await auth.revoke_session(session_id)
     return {"message": "this session is logged out"}
 
 
