@@ -201,7 +201,9 @@ def create_app(store: str = DEFAULT_STORE, *, secret: Optional[str] = None, cloc
     sessions = SessionStore()
     auth.set_session_store(sessions)
     # Before any middleware: install() refuses to come after auth.implicit_refresh_middleware.
-    revocation: EpochRevocation = install(auth, store=store, app=app, clock=clock)
+    # The root namespace, named: where the CLI looks by default, and shared on purpose by every
+    # app built here on the same store (the tests build one per simulated restart).
+    revocation: EpochRevocation = install(auth, store=store, app=app, clock=clock, namespace="")
     users = UserTable.with_demo_users()
     # Dependency aliases, named like the types they are.
     Access = Annotated[TokenPayload, Depends(auth.access_token_required)]  # noqa: N806

@@ -15,16 +15,20 @@ def new_auth() -> AuthX:
 
 
 redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-prefix = f"example-{uuid.uuid4().hex[:8]}"  # a namespace of this run's own
+prefix = f"example-{uuid.uuid4().hex[:8]}"  # keys of this run's own
 
+# Two workers in one process here (in life, one per process): both say they
+# share the root namespace on purpose, or the second install() is refused.
 worker_a, worker_b = new_auth(), new_auth()
 # By URL, options in the query...
 revocation_a = authx_epoch.install(
-    worker_a, store=f"{redis_url}?prefix={prefix}&socket_timeout=0.25"
+    worker_a,
+    store=f"{redis_url}?prefix={prefix}&socket_timeout=0.25",
+    namespace="",
 )
 # ...or a store object built from the URL, options as keywords.
 revocation_b = authx_epoch.install(
-    worker_b, store=RedisStore.from_url(redis_url, prefix=prefix)
+    worker_b, store=RedisStore.from_url(redis_url, prefix=prefix), namespace=""
 )
 
 token = worker_a.create_access_token(uid="alice")

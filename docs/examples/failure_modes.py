@@ -21,8 +21,13 @@ def build_app(*, fail_open: bool) -> tuple[FastAPI, AuthX]:
     )
     auth.handle_errors(app)
     # app= registers the 503 handler; fail_open=False is the default.
+    # (Both apps of this example share one file on purpose: namespace="".)
     authx_epoch.install(
-        auth, store=f"sqlite:///{database}", app=app, fail_open=fail_open
+        auth,
+        store=f"sqlite:///{database}",
+        app=app,
+        fail_open=fail_open,
+        namespace="",
     )
 
     @app.get("/me")

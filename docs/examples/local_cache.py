@@ -17,19 +17,21 @@ def new_auth() -> AuthX:
 
 
 redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-prefix = f"example-{uuid.uuid4().hex[:8]}"  # a namespace of this run's own
+prefix = f"example-{uuid.uuid4().hex[:8]}"  # keys of this run's own
 
 # Two workers, each answering checks from its own memory. Every write
 # through either one is published on "<prefix>:changes", and the other
 # drops what it remembered at once.
+# Two workers in one process here (in life, one per process): both say they
+# share the root namespace on purpose, or the second install() is refused.
 worker_a, worker_b = new_auth(), new_auth()
 revocation_a = authx_epoch.install(
-    worker_a, store=f"{redis_url}?prefix={prefix}&local_cache=1"
+    worker_a, store=f"{redis_url}?prefix={prefix}&local_cache=1", namespace=""
 )
 cached = LocalCache(
     RedisStore.from_url(redis_url, prefix=prefix), staleness=0.5
 )
-revocation_b = authx_epoch.install(worker_b, store=cached)
+revocation_b = authx_epoch.install(worker_b, store=cached, namespace="")
 
 token = worker_a.create_access_token(uid="alice")
 assert revocation_b.sync.check(token).accepted  # read from Redis once...

@@ -10,9 +10,15 @@ def new_auth() -> AuthX:
     return AuthX(config=AuthXConfig(JWT_SECRET_KEY=secret))
 
 
+# Two workers in one process here (in life, one per process): both say they
+# share the root namespace on purpose, or the second install() is refused.
 worker_a, worker_b = new_auth(), new_auth()
-revocation_a = authx_epoch.install(worker_a, store="sqlite:///workers.db")
-revocation_b = authx_epoch.install(worker_b, store="sqlite:///workers.db")
+revocation_a = authx_epoch.install(
+    worker_a, store="sqlite:///workers.db", namespace=""
+)
+revocation_b = authx_epoch.install(
+    worker_b, store="sqlite:///workers.db", namespace=""
+)
 
 token = worker_a.create_access_token(uid="alice")
 assert revocation_b.sync.check(token).accepted
