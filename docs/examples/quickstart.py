@@ -1,14 +1,23 @@
 """Quick start: install authx-epoch, log in twice, log out everywhere."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 from authx import AuthX, AuthXConfig, TokenPayload
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Response
 
 import authx_epoch
 
-app = FastAPI()
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await revocation.aclose()  # at shutdown: the store's connections
+
+
+app = FastAPI(lifespan=lifespan)
 auth = AuthX(
     config=AuthXConfig(JWT_SECRET_KEY="change-me-to-a-long-random-secret!")
 )
@@ -38,6 +47,13 @@ async def logout_all(
     return {"message": "logged out everywhere"}
 
 
+@app.get("/ready")  # the orchestrator's readiness probe
+async def ready(response: Response) -> dict[str, bool]:
+    answers = await revocation.ready()  # False while the store is unreachable
+    response.status_code = 200 if answers else 503
+    return {"ready": answers}
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -45,6 +61,7 @@ def bearer(token: str) -> dict[str, str]:
 async def main() -> None:
     asgi = httpx.ASGITransport(app=app)  # calls the app in-process, no server
     async with httpx.AsyncClient(base_url="http://app", transport=asgi) as http:
+        assert (await http.get("/ready")).json() == {"ready": True}
         laptop = (await http.post("/login")).json()["access_token"]
         phone = (await http.post("/login")).json()["access_token"]
         response = await http.get("/me", headers=bearer(laptop))
