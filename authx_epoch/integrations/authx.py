@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import gc
 import hashlib
 import inspect
 import logging
@@ -367,15 +366,13 @@ def _claim_namespace(auth: AuthX[Any], backend: Store, explicit: bool) -> None:
     realm = _realm(auth)
     found = _CLAIMS.get(key)
     if found is not None and found[0]() is not None and found[2] != realm and not (explicit and found[1]):
-        gc.collect()  # an instance that is only waiting for the collector is no conflict
-        if found[0]() is not None:
-            shown = repr(backend.namespace) if backend.namespace else "the root namespace"
-            raise ConfigurationError(
-                f"another AuthX instance, with other keys or another login type, already uses {shown} of the store "
-                f"at {backend.location}: two instances on one namespace share every user's epochs and the global "
-                "one (an admin's logout would log out the user with the same id). Give each its own "
-                "install(..., namespace='...'), or pass the same namespace= to both to share on purpose"
-            )
+        shown = repr(backend.namespace) if backend.namespace else "the root namespace"
+        raise ConfigurationError(
+            f"another AuthX instance, with other keys or another login type, already uses {shown} of the store "
+            f"at {backend.location}: two instances on one namespace share every user's epochs and the global "
+            "one (an admin's logout would log out the user with the same id). Give each its own "
+            "install(..., namespace='...'), or pass the same namespace= to both to share on purpose"
+        )
     _CLAIMS[key] = (weakref.ref(auth), explicit, realm)
 
 
