@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
+from authx_epoch._memo import Memo
 from authx_epoch.errors import ConfigurationError
 from authx_epoch.records import MAX_EPOCH, Stamps
 
@@ -232,7 +233,10 @@ class ClaimReader:
     max_bytes: int = DEFAULT_MAX_TOKEN_BYTES
     memo_size: int = 4096
     memo_max_chars: int = DEFAULT_MEMO_MAX_CHARS
-    _memo: dict[str, TokenClaims] = field(default_factory=dict, init=False, repr=False)
+    _memo: Memo[str, TokenClaims] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._memo = Memo(self.memo_size)
 
     def read(self, token: str) -> Optional[TokenClaims]:
         """Return the token's claims, or ``None`` if it cannot be read cheaply."""
@@ -246,12 +250,8 @@ class ClaimReader:
         if payload is None:
             return None
         claims = claims_from_mapping(payload, self.names)
-        if claims is not None and self.memo_size > 0 and len(token) <= self.memo_max_chars:
-            if len(memo) >= self.memo_size:
-                # FIFO eviction: cheaper than LRU bookkeeping on every hit, and a hot token that
-                # gets evicted is simply parsed again.
-                del memo[next(iter(memo))]
-            memo[token] = claims
+        if claims is not None and len(token) <= self.memo_max_chars:
+            memo.put(token, claims)
         return claims
 
 

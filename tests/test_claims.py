@@ -225,7 +225,7 @@ def test_reader_returns_the_claims_and_remembers_them() -> None:
 def test_reader_returns_none_for_what_it_cannot_judge(token: Any) -> None:
     reader = ClaimReader()
     assert reader.read(token) is None
-    assert reader._memo == {}
+    assert len(reader._memo) == 0
 
 
 def test_reader_memo_is_bounded() -> None:
@@ -240,7 +240,7 @@ def test_reader_memo_is_bounded() -> None:
 def test_reader_with_memo_disabled_keeps_nothing() -> None:
     reader = ClaimReader(memo_size=0)
     assert reader.read(forge("dave", uep=1, gep=1)) is not None
-    assert reader._memo == {}
+    assert len(reader._memo) == 0
 
 
 def test_reader_does_not_memo_garbage() -> None:

@@ -47,6 +47,7 @@ from typing import Any, Optional, Union
 
 import msgpack
 
+from authx_epoch._memo import Memo
 from authx_epoch.errors import ConfigurationError, SessionOwnerError
 from authx_epoch.records import (
     RECORD_SLACK,
@@ -99,14 +100,7 @@ _MEMO_SIZE = 4096
 #: Ids longer than this are hashed every time, so unverified input cannot fill the memo with
 #: large keys.
 _MEMO_ID_LENGTH = 256
-_digests: dict[str, bytes] = {}
-
-
-def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(memo) >= _MEMO_SIZE:
-        # FIFO: cheaper than LRU bookkeeping on every hit; an evicted hot entry is simply redone.
-        del memo[next(iter(memo))]
-    memo[key] = value
+_digests: Memo[str, bytes] = Memo(_MEMO_SIZE)
 
 
 def digest(text: str) -> bytes:
@@ -116,7 +110,7 @@ def digest(text: str) -> bytes:
         return found
     value = base64.urlsafe_b64encode(hashlib.sha256(_id_bytes(text)).digest())[:43]
     if len(text) <= _MEMO_ID_LENGTH:
-        _remember(_digests, text, value)
+        _digests.put(text, value)
     return value
 
 
@@ -169,7 +163,7 @@ def _float(value: Any) -> Optional[float]:
     return None if value is None else float(value)
 
 
-_records: dict[bytes, EpochRecord] = {}
+_records: Memo[bytes, EpochRecord] = Memo(_MEMO_SIZE)
 
 
 def decode_record(raw: Value) -> Optional[EpochRecord]:
@@ -182,7 +176,7 @@ def decode_record(raw: Value) -> Optional[EpochRecord]:
         return found
     record = _decode_record(raw)
     if record is not None:
-        _remember(_records, raw, record)
+        _records.put(raw, record)
     return record
 
 
