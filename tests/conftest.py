@@ -7,6 +7,8 @@ contract test written once runs on every store. Select one backend with ``-m mem
 
 from __future__ import annotations
 
+import gc
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,3 +65,27 @@ def store(request: pytest.FixtureRequest) -> Store:
 def anyio_backend() -> str:
     """Async tests (``@pytest.mark.anyio``) run on asyncio, the loop FastAPI apps run on."""
     return "asyncio"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After each test module's last test, collect garbage and fail the module if it leaked.
+
+    An unclosed socket or file warns only when the garbage collector finds it, which may be
+    during any later test (CI once failed a namespaces test for Redis sockets other modules had
+    left). Collecting here makes a leak fail the module that made it.
+    """
+    yield
+    if nextitem is not None and nextitem.module is item.module:
+        return
+    leaks: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda leak: leaks.append(f"{leak.exc_type.__name__}: {leak.exc_value}")
+    try:
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    if leaks:
+        raise AssertionError(
+            f"{item.module.__name__ if item.module else item} leaked {len(leaks)} objects: " + "; ".join(leaks[:5])
+        )
