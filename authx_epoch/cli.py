@@ -1,7 +1,8 @@
 """``authx-epoch``: the operator's command line, for incident response without writing code.
 
 Every command works on the store named by ``--store URL`` or the ``AUTHX_EPOCH_STORE``
-environment variable, the same URLs ``install()`` takes, in the namespace named by
+environment variable, the same URLs ``install()`` takes, and without either on ``install()``'s
+default, ``sqlite:///authx-epoch.db`` in the working directory; in the namespace named by
 ``--namespace NS`` or ``AUTHX_EPOCH_NAMESPACE`` (the root namespace by default). Output is for
 people by default and one JSON object per command with ``--json``. Exit codes:
 
@@ -36,6 +37,7 @@ from authx_epoch import __version__
 from authx_epoch.claims import ClaimNames, claims_from_mapping, decode_payload_segment
 from authx_epoch.decision import Reason
 from authx_epoch.errors import AuthxEpochError, ConfigurationError, InvalidArgumentError
+from authx_epoch.integrations.authx import DEFAULT_STORE
 from authx_epoch.records import EpochRecord, SnapshotEntry
 from authx_epoch.revocation import MAX_ID_LENGTH, EpochRevocation
 from authx_epoch.snapshot import read_snapshot, write_snapshot
@@ -43,6 +45,8 @@ from authx_epoch.stores import ROOT_NAMESPACE, Store, check_namespace, open_stor
 
 #: The environment variable read when ``--store`` is not given.
 STORE_ENV = "AUTHX_EPOCH_STORE"
+#: The store used when neither ``--store`` nor ``AUTHX_EPOCH_STORE`` names one: ``install()``'s default.
+DEFAULT_STORE_URL = DEFAULT_STORE
 #: The environment variable read when ``--namespace`` is not given.
 NAMESPACE_ENV = "AUTHX_EPOCH_NAMESPACE"
 #: Stores with at least this many entries get a progress bar on export and import (on a terminal).
@@ -157,7 +161,13 @@ _NAMESPACE_HELP = f"The namespace to work in (default: ${NAMESPACE_ENV}, else th
 def _common_options(func: _F) -> _F:
     """Accept ``--store``, ``--namespace`` and ``--json`` after the command name too, so both orders work."""
 
-    @click.option("--store", "store_url", metavar="URL", default=None, help=f"Store URL (default: ${STORE_ENV}).")
+    @click.option(
+        "--store",
+        "store_url",
+        metavar="URL",
+        default=None,
+        help=f"Store URL (default: ${STORE_ENV}, else {DEFAULT_STORE_URL}).",
+    )
     @click.option("--namespace", metavar="NS", default=None, callback=_namespace, help=_NAMESPACE_HELP)
     @click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object for scripts.")
     @functools.wraps(func)
@@ -181,9 +191,7 @@ def _settings() -> _Settings:
 def _open(*, create: bool = False) -> Store:
     """Open the store the command works on; refuse a SQLite file that does not exist unless ``create``."""
     ctx = click.get_current_context()
-    url = _settings().store_url
-    if not url:
-        raise CommandError(f"no store given: pass --store URL or set {STORE_ENV} (e.g. sqlite:///revocation.db)")
+    url = _settings().store_url or DEFAULT_STORE_URL
     if url.lower().startswith("sqlite:///") and not create:
         path = url[len("sqlite:///") :]
         if path and not os.path.exists(path):
@@ -377,7 +385,13 @@ def _exit(code: int) -> NoReturn:
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", "store_url", envvar=STORE_ENV, metavar="URL", help=f"Store URL (or ${STORE_ENV}).")
+@click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV,
+    metavar="URL",
+    help=f"Store URL (or ${STORE_ENV}; default: {DEFAULT_STORE_URL}, install()'s default).",
+)
 @click.option(
     "--namespace",
     envvar=NAMESPACE_ENV,
@@ -807,6 +821,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 __all__ = [
+    "DEFAULT_STORE_URL",
     "EXIT_ERROR",
     "EXIT_OK",
     "EXIT_REFUSED",

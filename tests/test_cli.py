@@ -42,6 +42,7 @@ from tests.plugins.redis_servers import answers, unique_prefix
 pytestmark = pytest.mark.anyio
 
 SECRET = "authx-epoch-cli-tests-secret-0123456789abcdef"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
@@ -106,6 +107,8 @@ def run(
 ) -> Result:
     """Run the real command; every run is checked for a traceback, whatever the test expects."""
     env = {key: value for key, value in os.environ.items() if key not in ("AUTHX_EPOCH_STORE", "AUTHX_EPOCH_NAMESPACE")}
+    # From another directory too, the command is this checkout's, not an installed copy.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if store is not None:
         env["AUTHX_EPOCH_STORE"] = store
     if namespace is not None:
@@ -396,8 +399,14 @@ def test_memory_store_says_it_does_not_persist() -> None:
 # -- errors: one line, exit code 2, never a traceback ---------------------------------------
 
 
-def test_no_store_given() -> None:
-    assert "AUTHX_EPOCH_STORE" in one_line_error(run("stats"))
+def test_no_store_given_means_the_store_install_uses_by_default(tmp_path: Path, apps: list[App]) -> None:
+    """Without --store or AUTHX_EPOCH_STORE, the CLI acts on install()'s default store: the same file."""
+    app = make_app(f"sqlite:///{tmp_path / 'authx-epoch.db'}")
+    apps.append(app)
+    token = app.token("lena")
+    bumped = run("bump", "lena", cwd=tmp_path)
+    assert bumped.code == 0, bumped.err
+    assert app.revocation.sync.check(token).reason.value == "user_epoch"
 
 
 def test_bad_url_is_one_line_and_hides_the_password() -> None:
