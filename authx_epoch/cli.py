@@ -9,8 +9,12 @@ people by default and one JSON object per command with ``--json``. Exit codes:
 * 0: done, or the token is accepted;
 * 1: the token is refused (revoked or expired), the operator declined a confirmation, or
   ``import`` refused a file that is not a snapshot it can read (foreign, damaged, newer);
-* 2: a usage error, a bad store URL, an unreachable store, a malformed token, a missing or
+* 2: a usage error, a bad store URL, an unreachable store, a SQLite file that does not exist, a
+  write to a store no application set up (without ``--create``), a malformed token, a missing or
   unreadable file.
+
+Every command that opens a store first prints one line on stderr naming it: its location (no
+password) and the namespace.
 
 Errors are one line on stderr, never a traceback.
 """
