@@ -1188,3 +1188,38 @@ class EpochRevocation:
         core = self._core
         await core.aio.close()
         core.sync.close()
+
+
+@dataclass(frozen=True)
+class AuthxHooks:
+    """What ``install()`` needs from a service besides its public methods (not part of the public API).
+
+    Attributes:
+        minter: Mints and verifies through AuthX's own methods, as they were before ``install()``
+            wrapped them.
+        reads_inline: Whether the store answers without waiting (a local store), so the blocklist
+            callback can be a plain function.
+        max_lifetime: The lifetime, in seconds, assumed for a token minted without an expiry.
+        renew: The implicit refresh's renewal of an access cookie (token, AuthX's payload of it):
+            the renewed token, or ``None`` when it must not be renewed.
+    """
+
+    minter: AuthxMinter
+    reads_inline: bool
+    max_lifetime: float
+    renew: Callable[[str, TokenPayload], Coroutine[Any, Any, Optional[str]]]
+
+
+def authx_hooks(revocation: EpochRevocation) -> AuthxHooks:
+    """The hooks ``install()`` plugs into AuthX for ``revocation``, which must have been built with ``auth``.
+
+    Raises:
+        ConfigurationError: The service was built without the AuthX instance.
+    """
+    core = revocation._core
+    return AuthxHooks(
+        minter=core.authx("the implicit refresh"),
+        reads_inline=core.reads_inline,
+        max_lifetime=core.max_lifetime,
+        renew=revocation._renew,
+    )

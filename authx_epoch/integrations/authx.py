@@ -50,7 +50,7 @@ from authx_epoch.errors import (
     InvalidArgumentError,
     StoreUnavailableError,
 )
-from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation, wall_clock
+from authx_epoch.revocation import AuthxHooks, Clock, DecisionHook, EpochRevocation, authx_hooks, wall_clock
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import Store, StoreSpec, open_store
 from authx_epoch.stores.base import ROOT_NAMESPACE
@@ -66,6 +66,8 @@ class _Installation:
     """What ``install()`` keeps for one AuthX instance (in this module, never on the instance)."""
 
     revocation: EpochRevocation
+    #: What the service gives install() besides its public methods.
+    hooks: AuthxHooks
     #: AuthX's own implicit-refresh middleware, as the app may have registered it before install().
     original_middleware: Any
     checked: _JustChecked
@@ -323,13 +325,13 @@ def install(
             backend.location,
         )
 
-    installation = _Installation(revocation, original_middleware, _JustChecked())
+    installation = _Installation(revocation, authx_hooks(revocation), original_middleware, _JustChecked())
     if app is not None:
         _attach(app)
-    _wrap_minting(auth, revocation)
+    _wrap_minting(auth, installation)
     _wrap_verify(auth, installation)
     _wrap_sessions(auth, revocation)
-    _replace_implicit_refresh(auth, revocation)
+    _replace_implicit_refresh(auth, installation)
     _watch_requests(auth, installation)
     _register_callback(auth, installation)
     if app is not None:
@@ -397,7 +399,7 @@ def _attach(app: FastAPI) -> None:
 def _register_callback(auth: AuthX[Any], installation: _Installation) -> None:
     revocation = installation.revocation
     checked = installation.checked
-    if revocation._core.reads_inline:
+    if installation.hooks.reads_inline:
         # A local store answers without waiting, so the callback is a plain function: AuthX then
         # calls it without building and awaiting a coroutine, which is most of what a check with
         # the memory store costs. The sync twin's check is exactly the async one's.
@@ -467,11 +469,12 @@ def _keep_callback(auth: AuthX[Any], ours: Any) -> None:
     auth.set_callback_token_blocklist = set_callback_token_blocklist  # type: ignore[method-assign]
 
 
-def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
+def _wrap_minting(auth: AuthX[Any], installation: _Installation) -> None:
+    revocation = installation.revocation
     names = revocation.claims
     session_claim = names.session_id
     stamp = revocation.sync.issue_stamps
-    max_lifetime = revocation._core.max_lifetime
+    max_lifetime = installation.hooks.max_lifetime
     original_access = auth.create_access_token
     original_refresh = auth.create_refresh_token
 
@@ -548,8 +551,9 @@ def _wrap_sessions(auth: AuthX[Any], revocation: EpochRevocation) -> None:
     auth.revoke_all_sessions = revoke_all_sessions  # type: ignore[method-assign]
 
 
-def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> None:
-    minter = revocation._core.authx("the implicit refresh")
+def _replace_implicit_refresh(auth: AuthX[Any], installation: _Installation) -> None:
+    minter = installation.hooks.minter
+    renew = installation.hooks.renew
     enabled = auth._implicit_refresh_enabled_for_request
 
     async def implicit_refresh_middleware(
@@ -564,7 +568,7 @@ def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> 
             token = await auth.get_access_token_from_request(request, locations=["cookies"])
             payload = minter.verify(token, verify_fresh=False, verify_csrf=False)
             if payload.time_until_expiry < auth.config.JWT_IMPLICIT_REFRESH_DELTATIME:
-                renewed = await revocation._renew(token.token, payload)
+                renewed = await renew(token.token, payload)
                 if renewed is not None:
                     auth.set_access_cookies(renewed, response=response)
         return response
