@@ -43,6 +43,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authx_epoch.authority import close_scope, enter_request, open_scope
+from authx_epoch.checking import Clock, DecisionHook, wall_clock
 from authx_epoch.claims import ClaimNames, session_id_of, stamp_claims
 from authx_epoch.errors import (
     STORE_UNAVAILABLE_MESSAGE,
@@ -50,7 +51,7 @@ from authx_epoch.errors import (
     InvalidArgumentError,
     StoreUnavailableError,
 )
-from authx_epoch.revocation import AuthxHooks, Clock, DecisionHook, EpochRevocation, authx_hooks, wall_clock
+from authx_epoch.revocation import AuthxHooks, EpochRevocation, authx_hooks
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import Store, StoreSpec, open_store
 from authx_epoch.stores.base import ROOT_NAMESPACE
