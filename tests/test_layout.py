@@ -39,7 +39,6 @@ STORES_EXPECTED = {
 LONG_MODULES = {
     "cli.py",
     "demo.py",
-    "integrations/authx.py",
     "revocation.py",
     "stores/_redis_codec.py",
     "stores/cache.py",
