@@ -14,6 +14,7 @@ await revocation.bump_user_epoch("alice", reason="password_change")
 
 from __future__ import annotations
 
+from authx_epoch.checking import DecisionEvent
 from authx_epoch.claims import ClaimNames
 from authx_epoch.decision import Decision, Reason
 from authx_epoch.errors import (
@@ -28,7 +29,7 @@ from authx_epoch.errors import (
 )
 from authx_epoch.integrations.authx import DEFAULT_STORE, install, installed
 from authx_epoch.records import EpochRecord, RotationOutcome, RotationStatus, SessionRecord, Stamps, StoreStats
-from authx_epoch.revocation import DecisionEvent, EpochRevocation, SyncEpochRevocation
+from authx_epoch.revocation import EpochRevocation, SyncEpochRevocation
 from authx_epoch.sessions import SessionTokens
 from authx_epoch.stores import MemoryStore, SqliteStore, open_store
 

@@ -41,9 +41,10 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
+from authx_epoch.checking import Clock, wall_clock
 from authx_epoch.errors import ConfigurationError
 from authx_epoch.integrations.authx import DEFAULT_STORE, install
-from authx_epoch.revocation import Clock, EpochRevocation, wall_clock
+from authx_epoch.revocation import EpochRevocation
 from authx_epoch.sessions import SessionTokens
 from authx_epoch.stores import Store
 

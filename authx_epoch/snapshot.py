@@ -37,9 +37,9 @@ import msgpack
 
 from authx_epoch.errors import ConfigurationError, InvalidArgumentError
 from authx_epoch.records import MAX_EPOCH, EpochRecord, SessionRecord, SnapshotEntry
-from authx_epoch.revocation import MAX_ID_LENGTH as _MAX_ID
-from authx_epoch.revocation import MAX_REASON_LENGTH as _MAX_REASON
 from authx_epoch.stores.base import check_namespace
+from authx_epoch.validation import MAX_ID_LENGTH as _MAX_ID
+from authx_epoch.validation import MAX_REASON_LENGTH as _MAX_REASON
 
 #: The value of the header's ``format`` field.
 SNAPSHOT_FORMAT = "authx-epoch-snapshot"

@@ -26,8 +26,8 @@ from authx_epoch import (
     SyncEpochRevocation,
 )
 from authx_epoch.records import CheckState
-from authx_epoch.revocation import MAX_ID_LENGTH, MAX_REASON_LENGTH
 from authx_epoch.stores import Store
+from authx_epoch.validation import MAX_ID_LENGTH, MAX_REASON_LENGTH
 from tests.conftest import FakeClock
 from tests.helpers import aware, forge
 
@@ -46,13 +46,13 @@ def rev(backend: Store, clock: FakeClock) -> EpochRevocation:
 
 
 def stamped(rev: EpochRevocation, uid: str = "alice", **claims: Any) -> str:
-    stamps = rev.sync.issue_stamps(uid, rev._core.clock() + 900)
+    stamps = rev.sync.issue_stamps(uid, rev._checker.clock() + 900)
     return forge(uid, uep=stamps.user_epoch, gep=stamps.global_epoch, **claims)
 
 
 def test_sync_twin_is_reached_as_sync(rev: EpochRevocation) -> None:
     assert isinstance(rev.sync, SyncEpochRevocation)
-    assert rev.sync._core is rev._core
+    assert rev.sync._checker is rev._checker
 
 
 # -- bad arguments: a clear error, nothing changed -----------------------------------------

@@ -20,39 +20,34 @@ What it does to ``auth``:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import inspect
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
-import jwt
 from authx import AuthX
 from authx.exceptions import AuthXException, RevokedTokenError
 from authx.schema import RequestToken, TokenPayload
-from fastapi import FastAPI, Request, Response, WebSocket
-from fastapi.responses import JSONResponse
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI, Request, Response
 
-from authx_epoch.authority import close_scope, enter_request, open_scope
+from authx_epoch.checking import Clock, DecisionHook, wall_clock
 from authx_epoch.claims import ClaimNames, session_id_of, stamp_claims
 from authx_epoch.errors import (
     STORE_UNAVAILABLE_MESSAGE,
     ConfigurationError,
     InvalidArgumentError,
-    StoreUnavailableError,
 )
-from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation, wall_clock
+from authx_epoch.integrations.app import MIDDLEWARE_ORDER, attach, registered_dispatchers, watch_requests
+from authx_epoch.integrations.namespaces import claim_namespace
+from authx_epoch.integrations.verification import JustChecked, authx_verifier
+from authx_epoch.revocation import AuthxHooks, EpochRevocation, authx_hooks
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
-from authx_epoch.stores import Store, StoreSpec, open_store
+from authx_epoch.stores import StoreSpec, open_store
 from authx_epoch.stores.base import ROOT_NAMESPACE
 
 logger = logging.getLogger("authx_epoch")
@@ -66,9 +61,11 @@ class _Installation:
     """What ``install()`` keeps for one AuthX instance (in this module, never on the instance)."""
 
     revocation: EpochRevocation
+    #: What the service gives install() besides its public methods.
+    hooks: AuthxHooks
     #: AuthX's own implicit-refresh middleware, as the app may have registered it before install().
     original_middleware: Any
-    checked: _JustChecked
+    checked: JustChecked
     #: Apps whose middleware was looked at, and whether AuthX's own implicit refresh was found there.
     apps: weakref.WeakKeyDictionary[Any, bool] = field(default_factory=weakref.WeakKeyDictionary)
 
@@ -76,38 +73,6 @@ class _Installation:
 #: Each installed AuthX instance's installation, held weakly on both sides: the installation lives in
 #: the closures install() puts on the instance, so it dies with the instance and never keeps it alive.
 _INSTALLS: weakref.WeakKeyDictionary[AuthX[Any], weakref.ref[_Installation]] = weakref.WeakKeyDictionary()
-
-
-class _JustChecked:
-    """The last token the blocklist callback accepted on this thread, until the event loop runs other work.
-
-    AuthX's dependencies call the callback and then ``verify_token`` with no ``await`` in between,
-    so ``verify_token`` may reuse the callback's answer instead of asking the store a second time.
-    The answer is forgotten as soon as the loop gets control back (``call_soon``), so a later
-    ``verify_token`` of the same token, after other requests had a chance to revoke it, asks again.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-
-    def note(self, token: str) -> None:
-        """Remember that ``token`` was accepted just now."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop to tell when "just now" ends: remember nothing
-        local = self._local
-        if local.__dict__.get("token") is None:
-            loop.call_soon(local.__dict__.pop, "token", None)
-        local.token = token
-
-    def take(self, token: str) -> bool:
-        """Whether ``token`` is the one accepted just now (forgetting it: each answer serves once)."""
-        local = self._local
-        if local.__dict__.get("token") == token:
-            local.token = None
-            return True
-        return False
 
 
 class _Probe(str):
@@ -118,12 +83,6 @@ class _Probe(str):
 
 
 _PROBE = _Probe("authx-epoch:probe")
-
-_MIDDLEWARE_ORDER = (
-    "auth.implicit_refresh_middleware was registered before authx_epoch.install(): AuthX's own middleware "
-    "re-mints cookies without their jti and session, so a logout would not reach them. Call "
-    "authx_epoch.install() first, then app.middleware('http')(auth.implicit_refresh_middleware)"
-)
 
 
 def _lifetime(value: Optional[dt.timedelta], fallback: dt.timedelta) -> dt.timedelta:
@@ -141,75 +100,6 @@ def _session_of(data: Optional[Mapping[str, Any]], claim: str) -> Optional[str]:
             f"data[{claim!r}] must be a non-empty string session id (from create_token_pair), got {value!r:.40}"
         )
     return session_id
-
-
-def _authx_verifier(auth: AuthX[Any]) -> Callable[..., Optional[Mapping[str, Any]]]:
-    """Verify a token exactly as AuthX would: its key, the previous key, algorithm, audience, issuer."""
-
-    def verify(token: str, *, verify_exp: bool = True) -> Optional[Mapping[str, Any]]:
-        config = auth.config
-        keys = [config.public_key]
-        if config.previous_public_key:
-            keys.append(config.previous_public_key)
-        for key in keys:
-            try:
-                payload: dict[str, Any] = jwt.decode(
-                    token,
-                    key=key,
-                    algorithms=[config.JWT_ALGORITHM],
-                    audience=config.JWT_DECODE_AUDIENCE,
-                    issuer=config.JWT_DECODE_ISSUER,
-                    options={"verify_exp": verify_exp},
-                )
-            except (jwt.PyJWTError, ValueError, TypeError):
-                continue
-            return payload
-        return None
-
-    return verify
-
-
-def _registered_dispatchers(app: Any) -> list[Any]:
-    return [
-        middleware.kwargs.get("dispatch")
-        for middleware in getattr(app, "user_middleware", ())
-        if getattr(middleware, "cls", None) is BaseHTTPMiddleware
-    ]
-
-
-async def _store_unavailable(conn: Union[Request, WebSocket], exc: Exception) -> Optional[JSONResponse]:
-    if conn.scope.get("type") == "websocket":
-        # 1013 "try again later" is the WebSocket counterpart of a 503.
-        assert isinstance(conn, WebSocket)
-        await conn.close(code=1013, reason="revocation store unavailable")
-        return None
-    return JSONResponse(
-        status_code=503,
-        content={"message": STORE_UNAVAILABLE_MESSAGE, "error_type": "StoreUnavailableError"},
-        headers={"Retry-After": "1"},
-    )
-
-
-class _RequestScopes:
-    """ASGI middleware: every HTTP request and WebSocket runs in a request scope of its own.
-
-    A scope holds what the request was authorised under (``authx_epoch.authority``); opening one
-    per request keeps an app that serves several requests in one context (an in-process test
-    client) from carrying one request's authority into the next.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        token = open_scope(scope)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            close_scope(token)
 
 
 def _prove_callback(auth: AuthX[Any]) -> None:
@@ -288,8 +178,8 @@ def install(
     if auth in _INSTALLS:
         raise ConfigurationError("authx-epoch is already installed on this AuthX instance; install() it once")
     original_middleware = auth.implicit_refresh_middleware
-    if app is not None and original_middleware in _registered_dispatchers(app):
-        raise ConfigurationError(_MIDDLEWARE_ORDER)
+    if app is not None and original_middleware in registered_dispatchers(app):
+        raise ConfigurationError(MIDDLEWARE_ORDER)
     config = auth.config
     longest = max(
         (value for value in (config.JWT_ACCESS_TOKEN_EXPIRES, config.JWT_REFRESH_TOKEN_EXPIRES) if value),
@@ -297,7 +187,7 @@ def install(
     )
     explicit = namespace is not None
     backend = open_store(store, namespace=namespace if namespace is not None else (auth.login_type or ROOT_NAMESPACE))
-    _claim_namespace(auth, backend, explicit)
+    claim_namespace(auth, backend, explicit)
     # Built before anything is wrapped: its minter keeps AuthX's own methods (see AuthxMinter).
     revocation = EpochRevocation(
         backend,
@@ -308,7 +198,7 @@ def install(
         revocation_leeway=revocation_leeway,
         max_token_lifetime=_lifetime(max_token_lifetime, longest),
         session_lifetime=_lifetime(session_lifetime, longest),
-        verifier=_authx_verifier(auth),
+        verifier=authx_verifier(auth),
         on_decision=on_decision,
         auth=auth,
         refresh_reuse_grace=refresh_reuse_grace,
@@ -323,57 +213,19 @@ def install(
             backend.location,
         )
 
-    installation = _Installation(revocation, original_middleware, _JustChecked())
+    installation = _Installation(revocation, authx_hooks(revocation), original_middleware, JustChecked())
     if app is not None:
-        _attach(app)
-    _wrap_minting(auth, revocation)
+        attach(app)
+    _wrap_minting(auth, installation)
     _wrap_verify(auth, installation)
     _wrap_sessions(auth, revocation)
-    _replace_implicit_refresh(auth, revocation)
-    _watch_requests(auth, installation)
+    _replace_implicit_refresh(auth, installation)
+    watch_requests(auth, installation.apps, installation.original_middleware)
     _register_callback(auth, installation)
     if app is not None:
         app.state.authx_epoch = revocation
     _INSTALLS[auth] = weakref.ref(installation)
     return revocation
-
-
-#: Which AuthX instance of this process works in which (store location, namespace), whether it named
-#: the namespace itself, and what it signs with (a digest, never the key itself).
-_CLAIMS: dict[tuple[str, str], tuple[weakref.ref[AuthX[Any]], bool, str]] = {}
-
-
-def _realm(auth: AuthX[Any]) -> str:
-    """What tells two AuthX instances of one app (same keys, algorithm, login type) from two realms."""
-    config = auth.config
-    keys: tuple[Optional[str], Optional[str]]
-    try:
-        keys = (config.public_key, config.previous_public_key)
-    except AuthXException:  # no key configured yet (AuthX says so when one is needed)
-        keys = (None, None)
-    material = "\x00".join(str(part) for part in (config.JWT_ALGORITHM, *keys, auth.login_type))
-    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _claim_namespace(auth: AuthX[Any], backend: Store, explicit: bool) -> None:
-    """Refuse a second realm on a namespace another live AuthX instance uses, unless both named it.
-
-    Several instances of one app (the same keys and login type: test apps, a restart in one
-    process) may share a namespace; two realms (users and admins with their own keys) may not by
-    accident, or an admin's logout would log out the user with the same id.
-    """
-    key = (backend.location, backend.namespace)
-    realm = _realm(auth)
-    found = _CLAIMS.get(key)
-    if found is not None and found[0]() is not None and found[2] != realm and not (explicit and found[1]):
-        shown = repr(backend.namespace) if backend.namespace else "the root namespace"
-        raise ConfigurationError(
-            f"another AuthX instance, with other keys or another login type, already uses {shown} of the store "
-            f"at {backend.location}: two instances on one namespace share every user's epochs and the global "
-            "one (an admin's logout would log out the user with the same id). Give each its own "
-            "install(..., namespace='...'), or pass the same namespace= to both to share on purpose"
-        )
-    _CLAIMS[key] = (weakref.ref(auth), explicit, realm)
 
 
 def installed(auth: AuthX[Any]) -> Optional[EpochRevocation]:
@@ -383,21 +235,10 @@ def installed(auth: AuthX[Any]) -> Optional[EpochRevocation]:
     return installation.revocation if installation is not None else None
 
 
-def _attach(app: FastAPI) -> None:
-    """The 503 handler and the per-request scopes, once per app."""
-    if any(getattr(middleware, "cls", None) is _RequestScopes for middleware in app.user_middleware):
-        return
-    try:
-        app.add_middleware(_RequestScopes)
-    except RuntimeError as exc:
-        raise ConfigurationError(f"install(app=...) must run before the app serves requests: {exc}") from exc
-    app.add_exception_handler(StoreUnavailableError, _store_unavailable)  # type: ignore[arg-type]
-
-
 def _register_callback(auth: AuthX[Any], installation: _Installation) -> None:
     revocation = installation.revocation
     checked = installation.checked
-    if revocation._core.reads_inline:
+    if installation.hooks.reads_inline:
         # A local store answers without waiting, so the callback is a plain function: AuthX then
         # calls it without building and awaiting a coroutine, which is most of what a check with
         # the memory store costs. The sync twin's check is exactly the async one's.
@@ -467,11 +308,12 @@ def _keep_callback(auth: AuthX[Any], ours: Any) -> None:
     auth.set_callback_token_blocklist = set_callback_token_blocklist  # type: ignore[method-assign]
 
 
-def _wrap_minting(auth: AuthX[Any], revocation: EpochRevocation) -> None:
+def _wrap_minting(auth: AuthX[Any], installation: _Installation) -> None:
+    revocation = installation.revocation
     names = revocation.claims
     session_claim = names.session_id
     stamp = revocation.sync.issue_stamps
-    max_lifetime = revocation._core.max_lifetime
+    max_lifetime = installation.hooks.max_lifetime
     original_access = auth.create_access_token
     original_refresh = auth.create_refresh_token
 
@@ -548,8 +390,9 @@ def _wrap_sessions(auth: AuthX[Any], revocation: EpochRevocation) -> None:
     auth.revoke_all_sessions = revoke_all_sessions  # type: ignore[method-assign]
 
 
-def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> None:
-    minter = revocation._core.authx("the implicit refresh")
+def _replace_implicit_refresh(auth: AuthX[Any], installation: _Installation) -> None:
+    minter = installation.hooks.minter
+    renew = installation.hooks.renew
     enabled = auth._implicit_refresh_enabled_for_request
 
     async def implicit_refresh_middleware(
@@ -564,46 +407,13 @@ def _replace_implicit_refresh(auth: AuthX[Any], revocation: EpochRevocation) -> 
             token = await auth.get_access_token_from_request(request, locations=["cookies"])
             payload = minter.verify(token, verify_fresh=False, verify_csrf=False)
             if payload.time_until_expiry < auth.config.JWT_IMPLICIT_REFRESH_DELTATIME:
-                renewed = await revocation._renew(token.token, payload)
+                renewed = await renew(token.token, payload)
                 if renewed is not None:
                     auth.set_access_cookies(renewed, response=response)
         return response
 
     implicit_refresh_middleware.__doc__ = auth.implicit_refresh_middleware.__doc__
     auth.implicit_refresh_middleware = implicit_refresh_middleware  # type: ignore[method-assign]
-
-
-def _watch_requests(auth: AuthX[Any], installation: _Installation) -> None:
-    """At every AuthX dependency: the request's scope, its 503 handler, and AuthX's own middleware found out.
-
-    AuthX's dependencies call ``ensure_request_exception_handlers(request)`` first; it is the one
-    place where the library sees the request and the app without having been given them. There it
-    makes sure the request has a scope for its authorities, adds the 503 handler for apps installed
-    without ``app=`` (as AuthX adds its own handlers), and refuses every request of an app that
-    registered AuthX's own implicit-refresh middleware before ``install()`` (which
-    ``install(app=...)`` refuses at once).
-    """
-    original = auth.ensure_request_exception_handlers
-    apps = installation.apps
-    middleware = installation.original_middleware
-
-    def ensure_request_exception_handlers(request: Request) -> None:
-        original(request)
-        enter_request(request.scope)
-        handlers = request.scope.get("starlette.exception_handlers")
-        if handlers is not None and StoreUnavailableError not in handlers[0]:
-            handlers[0][StoreUnavailableError] = _store_unavailable
-        app = request.scope.get("app")
-        if app is None:
-            return
-        wrong_order = apps.get(app)
-        if wrong_order is None:
-            wrong_order = apps[app] = middleware in _registered_dispatchers(app)
-        if wrong_order:
-            raise ConfigurationError(_MIDDLEWARE_ORDER)
-
-    ensure_request_exception_handlers.__doc__ = original.__doc__
-    auth.ensure_request_exception_handlers = ensure_request_exception_handlers  # type: ignore[method-assign]
 
 
 __all__ = ["DEFAULT_STORE", "STORE_UNAVAILABLE_MESSAGE", "install", "installed"]
