@@ -33,16 +33,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn, Optional, TypeVar
+from typing import IO, Any, NoReturn, Optional, TypeVar, Union
 
 import click
+from authx import TokenPayload
 
 from authx_epoch import __version__
 from authx_epoch.claims import ClaimNames, claims_from_mapping, decode_payload_segment
 from authx_epoch.decision import Reason
 from authx_epoch.errors import AuthxEpochError, ConfigurationError, InvalidArgumentError
 from authx_epoch.integrations.authx import DEFAULT_STORE
-from authx_epoch.records import EpochRecord, SnapshotEntry
+from authx_epoch.records import EpochRecord, SnapshotEntry, unix_time
 from authx_epoch.revocation import MAX_ID_LENGTH, EpochRevocation
 from authx_epoch.snapshot import read_snapshot, write_snapshot
 from authx_epoch.stores import ROOT_NAMESPACE, Store, check_namespace, open_store
@@ -56,8 +57,6 @@ DEFAULT_STORE_URL = DEFAULT_STORE
 NAMESPACE_ENV = "AUTHX_EPOCH_NAMESPACE"
 #: Stores with at least this many entries get a progress bar on export and import (on a terminal).
 PROGRESS_THRESHOLD = 1000
-#: How long past a token's expiry its revocation is kept; the same default as ``install()``.
-REVOCATION_LEEWAY = 60.0
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -536,34 +535,41 @@ def revoke(
     by_id = (jti, uid, expires_at)
     if token is not None and any(value is not None for value in by_id):
         raise click.UsageError("give either TOKEN or --jti/--user/--expires-at, not both")
-    now = time.time()
+    target: Union[str, TokenPayload]
+    target_uid: object
+    target_jti: object
+    exp: Optional[float]
     if token is None:
         if jti is None or uid is None or expires_at is None:
             raise click.UsageError("give TOKEN, or all of --jti, --user and --expires-at")
         if not jti:
             raise click.UsageError("--jti must not be empty")
-        target_uid, target_jti, exp = uid, jti, expires_at
+        if len(uid) > MAX_ID_LENGTH or len(jti) > MAX_ID_LENGTH:
+            raise CommandError(f"the user id or jti is longer than {MAX_ID_LENGTH} characters; nothing was revoked")
+        target, target_uid, target_jti, exp = (
+            TokenPayload(sub=uid, jti=jti, exp=dt.datetime.fromtimestamp(expires_at, dt.timezone.utc)),
+            uid,
+            jti,
+            expires_at,
+        )
     else:
-        token = _token_argument(token)
-        payload = _payload(token)
-        sub, token_jti, raw_exp = payload.get("sub"), payload.get("jti"), payload.get("exp")
-        if not isinstance(sub, str) or not isinstance(token_jti, str) or not token_jti:
-            raise CommandError("the token has no string sub and jti, so it cannot be revoked alone; use bump USER")
-        if isinstance(raw_exp, bool) or not isinstance(raw_exp, (int, float)):
-            raise CommandError("the token has no exp; give --jti, --user and --expires-at, or use bump USER")
-        target_uid, target_jti, exp = sub, token_jti, float(raw_exp)
-    until = exp + REVOCATION_LEEWAY
-    data: dict[str, Any] = {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False}
-    if until <= now:
+        target = _token_argument(token)
+        payload = _payload(target)
+        target_uid, target_jti, exp = payload.get("sub"), payload.get("jti"), unix_time(payload.get("exp"))
+    # The service reads the token and decides how long its revocation is kept. It first runs on
+    # a scratch store, so that a token it refuses, or one already expired, never opens (or
+    # refuses to write to) the real one.
+    if _service(open_store("memory://")).sync.revoke_token(target) is None:
         _open()
-        _emit({**data, "revoked": False}, f"token {target_jti} of {target_uid!r} expired at {_iso(exp)}: nothing to do")
+        _emit(
+            {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False, "revoked": False},
+            f"token {target_jti} of {target_uid!r} expired at {_iso(exp)}: nothing to do",
+        )
         return
-    if len(target_uid) > MAX_ID_LENGTH or len(target_jti) > MAX_ID_LENGTH:
-        raise CommandError(f"the user id or jti is longer than {MAX_ID_LENGTH} characters; nothing was revoked")
     store = _open(write=True, create=create)
-    store.sync.revoke_token(target_uid, target_jti, until, now)
+    until = _service(store).sync.revoke_token(target)
     _emit(
-        {**data, "revoked": True},
+        {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False, "revoked": True},
         f"revoked token {target_jti} of {target_uid!r} until {_iso(until)}"
         + (" (signature not verified: the CLI has no signing key)" if token is not None else ""),
     )
@@ -576,7 +582,7 @@ def revoke(
     "expires_at",
     callback=_instant,
     metavar="TIME",
-    help="When the session's longest-lived token expires (default: 30 days from now).",
+    help="When the session's longest-lived token expires (default: the service's session lifetime from now).",
 )
 @_create_option
 @_common_options
@@ -589,7 +595,9 @@ def revoke_session(session_id: str, expires_at: Optional[float], create: bool) -
     store = _open(write=True, create=create)
     service = _service(store)
     known = service.sync.revoke_session(session_id, expires_at=expires_at)
-    until = (expires_at if expires_at is not None else time.time() + 30 * 86400.0) + REVOCATION_LEEWAY
+    # What the store keeps, as the service decided it (the session lifetime when no expiry is given).
+    record = service.sync.get_session_record(session_id)
+    until = record.expires_at if record is not None else None
     if not known:
         click.echo(
             f"authx-epoch: warning: no live session {session_id!r} was known to this store (a typo, or a session "
