@@ -36,6 +36,7 @@ from authx_epoch.cli.output import (
     namespace_name,
     record_json,
     resolved,
+    store_line,
     table,
 )
 from authx_epoch.records import unix_time
@@ -242,16 +243,7 @@ def inspect(token: str, claims: Optional[ClaimNames], accept_unstamped_until: Op
         ("issued", ago(parsed.iat, now) if parsed.iat is not None else "-"),
         ("expires", ago(parsed.exp, now) if parsed.exp is not None else "-"),
         ("stamps", stamps),
-        (
-            "store",
-            f"user epoch {record.epoch if record else 'none'}"
-            + (
-                f" (moved {iso(record.bumped_at)}, reason: {record.reason or '-'})"
-                if record and record.bumped_at
-                else ""
-            )
-            + f", global epoch {global_.epoch if global_ else 'none'}",
-        ),
+        ("store", store_line(record, global_)),
         ("signature", "not verified (the CLI has no signing key)"),
         ("decision", f"{verdict}: {explanation}"),
     ]
