@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -163,13 +162,12 @@ def open_command_store(*, write: bool = False, create: bool = False) -> Store:
     ctx.call_on_close(store.sync.close)
     settings.store = store
     click.echo(f"authx-epoch: store {resolved(store)}", err=True)
-    now = time.time()
     if store.sync.kind == "memory":
         click.echo(
             "authx-epoch: note: a memory:// store lives only as long as this command; use SQLite or Redis",
             err=True,
         )
-    elif store.sync.get_global(now) is None:
+    elif service_for(store).sync.get_global_record() is None:
         if write and not create:
             raise CommandError(
                 f"refused: {resolved(store)} has no global record, so no application set it up "

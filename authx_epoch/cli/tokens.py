@@ -122,10 +122,7 @@ def revoke(
         target = token_argument(token)
         payload = token_payload(target)
         target_uid, target_jti, exp = payload.get("sub"), payload.get("jti"), unix_time(payload.get("exp"))
-    # The service reads the token and decides how long its revocation is kept. It first runs on
-    # a scratch store, so that a token it refuses, or one already expired, never opens (or
-    # refuses to write to) the real one.
-    if service_for(open_store("memory://")).sync.revoke_token(target) is None:
+    if _revoked_on_a_scratch_store(target) is None:
         open_command_store()
         emit(
             {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False, "revoked": False},
@@ -139,6 +136,17 @@ def revoke(
         f"revoked token {target_jti} of {target_uid!r} until {iso(until)}"
         + (" (signature not verified: the CLI has no signing key)" if token is not None else ""),
     )
+
+
+def _revoked_on_a_scratch_store(target: Union[str, TokenPayload]) -> Optional[float]:
+    # The service reads the token and decides how long its revocation is kept. It runs first on
+    # a store of its own, so that a token it refuses, or one already expired, never opens (or is
+    # refused a write to) the real one: the real store is opened only for a token to revoke.
+    scratch = open_store("memory://")
+    try:
+        return service_for(scratch).sync.revoke_token(target)
+    finally:
+        scratch.sync.close()
 
 
 @click.command("revoke-session")
