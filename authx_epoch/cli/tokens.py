@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import click
 from authx import TokenPayload
@@ -102,9 +102,6 @@ def revoke(
     if token is not None and any(value is not None for value in by_id):
         raise click.UsageError("give either TOKEN or --jti/--user/--expires-at, not both")
     target: Union[str, TokenPayload]
-    target_uid: object
-    target_jti: object
-    exp: Optional[float]
     if token is None:
         if jti is None or uid is None or expires_at is None:
             raise click.UsageError("give TOKEN, or all of --jti, --user and --expires-at")
@@ -112,28 +109,23 @@ def revoke(
             raise click.UsageError("--jti must not be empty")
         if len(uid) > MAX_ID_LENGTH or len(jti) > MAX_ID_LENGTH:
             raise CommandError(f"the user id or jti is longer than {MAX_ID_LENGTH} characters; nothing was revoked")
-        target, target_uid, target_jti, exp = (
-            TokenPayload(sub=uid, jti=jti, exp=dt.datetime.fromtimestamp(expires_at, dt.timezone.utc)),
-            uid,
-            jti,
-            expires_at,
-        )
+        target = TokenPayload(sub=uid, jti=jti, exp=dt.datetime.fromtimestamp(expires_at, dt.timezone.utc))
+        data: dict[str, Any] = {"uid": uid, "jti": jti, "expires_at": expires_at}
     else:
         target = token_argument(token)
         payload = token_payload(target)
-        target_uid, target_jti, exp = payload.get("sub"), payload.get("jti"), unix_time(payload.get("exp"))
+        data = {"uid": payload.get("sub"), "jti": payload.get("jti"), "expires_at": unix_time(payload.get("exp"))}
+    data["signature_verified"] = False
+    named = f"token {data['jti']} of {data['uid']!r}"
     if _revoked_on_a_scratch_store(target) is None:
         open_command_store()
-        emit(
-            {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False, "revoked": False},
-            f"token {target_jti} of {target_uid!r} expired at {iso(exp)}: nothing to do",
-        )
+        emit({**data, "revoked": False}, f"{named} expired at {iso(data['expires_at'])}: nothing to do")
         return
     store = open_command_store(write=True, create=create)
     until = service_for(store).sync.revoke_token(target)
     emit(
-        {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False, "revoked": True},
-        f"revoked token {target_jti} of {target_uid!r} until {iso(until)}"
+        {**data, "revoked": True},
+        f"revoked {named} until {iso(until)}"
         + (" (signature not verified: the CLI has no signing key)" if token is not None else ""),
     )
 
