@@ -128,13 +128,15 @@ class SyncEpochRevocation:
         logger.warning("global epoch bumped: reason=%r", why)
         return record
 
-    def revoke_token(self, token: Union[str, TokenPayload]) -> None:
+    def revoke_token(self, token: Union[str, TokenPayload]) -> Optional[float]:
         """Revoke one token by its jti until it expires. See ``EpochRevocation.revoke_token``."""
         core = self._checker
         now = core.clock()
         target = core.revocation_target(token, now)
-        if target is not None:
-            core.sync.revoke_token(*target, now)
+        if target is None:
+            return None
+        core.sync.revoke_token(*target, now)
+        return target[2]
 
     def revoke_session(
         self,
@@ -426,12 +428,16 @@ class EpochRevocation:
         return record
 
     @_awaited
-    async def revoke_token(self, token: Union[str, TokenPayload]) -> None:
+    async def revoke_token(self, token: Union[str, TokenPayload]) -> Optional[float]:
         """Revoke one token by its ``jti``; the entry lives until the token's ``exp`` plus the leeway.
 
         Args:
             token: The raw token (its signature is verified; its expiry is not) or an AuthX
                 ``TokenPayload`` from a verified request.
+
+        Returns:
+            When the revocation lapses (Unix seconds), or ``None`` if the token had already
+            expired, so nothing was written.
 
         Raises:
             InvalidTokenError: The token does not decode or verify, or has no ``jti``.
@@ -439,8 +445,10 @@ class EpochRevocation:
         core = self._checker
         now = core.clock()
         target = core.revocation_target(token, now)
-        if target is not None:
-            await core.aio.revoke_token(*target, now)
+        if target is None:
+            return None
+        await core.aio.revoke_token(*target, now)
+        return target[2]
 
     @_awaited
     async def revoke_session(

@@ -6,6 +6,7 @@ application would mint them; the CLI then acts on the store from another process
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import importlib.util
 import json
@@ -1074,3 +1075,42 @@ def test_documented_errors_are_what_the_command_prints(tmp_path: Path, monkeypat
         result = invoke(*shlex.split(command))
         assert result.err.splitlines() == stderr, command
         assert result.code == code, command
+
+
+def test_a_token_whose_sub_is_not_unicode_is_an_invalid_token(tmp_path: Path) -> None:
+    """A lone surrogate in ``sub`` is the service's documented InvalidTokenError, not a driver error."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    set_up(url)
+    payload = base64.urlsafe_b64encode(b'{"sub":"\\ud800","jti":"j","exp":9999999999}').rstrip(b"=").decode()
+    token = f"eyJhbGciOiJIUzI1NiJ9.{payload}.c2ln"
+    error = one_line_error(invoke("revoke", token, store=url))
+    assert error == "authx-epoch: error: the token's sub holds a lone surrogate, which is not valid Unicode text; " + (
+        "nothing was revoked"
+    )
+    assert "unexpected" not in error
+    assert token not in error
+
+
+def test_revoke_session_keeps_the_record_as_long_as_the_service_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --expires-at the CLI keeps, and says, what the service's session lifetime gives."""
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    set_up(url)
+    defaults = EpochRevocation.__init__.__kwdefaults__
+    assert defaults is not None
+    monkeypatch.setitem(defaults, "session_lifetime", dt.timedelta(days=2))
+    before = time.time()
+    result = invoke("--json", "revoke-session", "laptop", store=url)
+    assert result.code == 0, result.err
+    until = json.loads(result.out)["expires_at"]
+    leeway = defaults["revocation_leeway"].total_seconds()
+    assert before + 2 * 86400 + leeway <= until <= time.time() + 2 * 86400 + leeway
+    store = authx_epoch.open_store(url)
+    try:
+        record = EpochRevocation(store).sync.get_session_record("laptop")
+    finally:
+        store.sync.close()
+    assert record is not None
+    assert record.revoked
+    assert record.expires_at == until

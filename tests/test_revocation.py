@@ -140,6 +140,16 @@ def test_max_length_ids_are_accepted(rev: EpochRevocation) -> None:
 # -- expiry arithmetic ---------------------------------------------------------------------
 
 
+def test_revoke_token_returns_when_the_revocation_lapses(rev: EpochRevocation, clock: FakeClock) -> None:
+    token = stamped(rev, exp=clock.now + 300)
+    assert rev.sync.revoke_token(token) == clock.now + 300 + LEEWAY
+    assert asyncio.run(rev.revoke_token(token)) == clock.now + 300 + LEEWAY
+    expired = stamped(rev, exp=clock.now - LEEWAY - 1)
+    assert rev.sync.revoke_token(expired) is None
+    assert asyncio.run(rev.revoke_token(expired)) is None
+    assert rev.sync.stats().revoked_tokens == 1
+
+
 def test_revocation_lives_until_exp_plus_leeway(rev: EpochRevocation, clock: FakeClock) -> None:
     token = stamped(rev, exp=clock.now + 300)
     rev.sync.revoke_token(token)
