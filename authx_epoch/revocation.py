@@ -52,7 +52,7 @@ from authx_epoch.sessions import (
     rotation_dependency,
     session_dependency,
 )
-from authx_epoch.stores import AsyncFromSync, Store
+from authx_epoch.stores import Store
 
 logger = logging.getLogger("authx_epoch")
 
@@ -230,9 +230,9 @@ class _Core:
             lifetime = auth.config.JWT_ACCESS_TOKEN_EXPIRES
             seconds = lifetime.total_seconds() if isinstance(lifetime, dt.timedelta) else self.max_lifetime
             self.renewal_lifetime = seconds
-        #: The async side of a local store reads inline (see ``AsyncFromSync``), so the async
-        #: check can call the sync read directly and skip two coroutine layers per request.
-        self.reads_inline = isinstance(self.aio, AsyncFromSync)
+        #: A local store reads without waiting (see ``Store.reads_inline``), so the async check
+        #: can call the sync read directly and skip two coroutine layers per request.
+        self.reads_inline = store.reads_inline
         #: Whether this process has set the store up (created the global record); install() tries
         #: at start, and a store that was down then is set up at its first use instead.
         self.set_up = False
@@ -1162,7 +1162,8 @@ class EpochRevocation:
     @_awaited
     async def stats(self) -> StoreStats:
         """Count what the store holds."""
-        return await self._core.aio.stats(self._core.clock())
+        # An administrative operation: the blocking side only, in a worker thread (it may scan).
+        return await asyncio.to_thread(self._core.sync.stats, self._core.clock())
 
     @_awaited
     async def ready(self) -> bool:

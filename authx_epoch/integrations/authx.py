@@ -53,7 +53,7 @@ from authx_epoch.errors import (
 from authx_epoch.revocation import Clock, DecisionHook, EpochRevocation, wall_clock
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import Store, StoreSpec, open_store
-from authx_epoch.stores.base import ROOT_NAMESPACE
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE
 
 logger = logging.getLogger("authx_epoch")
 
