@@ -7,7 +7,7 @@ token can be rotated with reuse detection (``create_token_pair``, ``rotate_refre
 blocklist callback checks it all in one store lookup.
 
 ```python
-revocation = authx_epoch.install(auth, store="sqlite:///revocation.db", app=app)
+revocation = authx_epoch.install(auth, store="sqlite:///authx-epoch.db", app=app)
 await revocation.bump_user_epoch("alice", reason="password_change")
 ```
 """

@@ -1,15 +1,20 @@
 """``authx-epoch``: the operator's command line, for incident response without writing code.
 
 Every command works on the store named by ``--store URL`` or the ``AUTHX_EPOCH_STORE``
-environment variable, the same URLs ``install()`` takes, in the namespace named by
+environment variable, the same URLs ``install()`` takes, and without either on ``install()``'s
+default, ``sqlite:///authx-epoch.db`` in the working directory; in the namespace named by
 ``--namespace NS`` or ``AUTHX_EPOCH_NAMESPACE`` (the root namespace by default). Output is for
 people by default and one JSON object per command with ``--json``. Exit codes:
 
 * 0: done, or the token is accepted;
 * 1: the token is refused (revoked or expired), the operator declined a confirmation, or
   ``import`` refused a file that is not a snapshot it can read (foreign, damaged, newer);
-* 2: a usage error, a bad store URL, an unreachable store, a malformed token, a missing or
+* 2: a usage error, a bad store URL, an unreachable store, a SQLite file that does not exist, a
+  write to a store no application set up (without ``--create``), a malformed token, a missing or
   unreadable file.
+
+Every command that opens a store first prints one line on stderr naming it: its location (no
+password) and the namespace.
 
 Errors are one line on stderr, never a traceback.
 """
@@ -36,13 +41,17 @@ from authx_epoch import __version__
 from authx_epoch.claims import ClaimNames, claims_from_mapping, decode_payload_segment
 from authx_epoch.decision import Reason
 from authx_epoch.errors import AuthxEpochError, ConfigurationError, InvalidArgumentError
+from authx_epoch.integrations.authx import DEFAULT_STORE
 from authx_epoch.records import EpochRecord, SnapshotEntry
 from authx_epoch.revocation import MAX_ID_LENGTH, EpochRevocation
 from authx_epoch.snapshot import read_snapshot, write_snapshot
 from authx_epoch.stores import ROOT_NAMESPACE, Store, check_namespace, open_store
+from authx_epoch.stores.url import StoreURL
 
 #: The environment variable read when ``--store`` is not given.
 STORE_ENV = "AUTHX_EPOCH_STORE"
+#: The store used when neither ``--store`` nor ``AUTHX_EPOCH_STORE`` names one: ``install()``'s default.
+DEFAULT_STORE_URL = DEFAULT_STORE
 #: The environment variable read when ``--namespace`` is not given.
 NAMESPACE_ENV = "AUTHX_EPOCH_NAMESPACE"
 #: Stores with at least this many entries get a progress bar on export and import (on a terminal).
@@ -140,6 +149,7 @@ class _Settings:
     store_url: Optional[str] = None
     as_json: bool = False
     namespace: str = ROOT_NAMESPACE
+    store: Optional[Store] = None
 
 
 def _namespace(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[str]:
@@ -157,7 +167,13 @@ _NAMESPACE_HELP = f"The namespace to work in (default: ${NAMESPACE_ENV}, else th
 def _common_options(func: _F) -> _F:
     """Accept ``--store``, ``--namespace`` and ``--json`` after the command name too, so both orders work."""
 
-    @click.option("--store", "store_url", metavar="URL", default=None, help=f"Store URL (default: ${STORE_ENV}).")
+    @click.option(
+        "--store",
+        "store_url",
+        metavar="URL",
+        default=None,
+        help=f"Store URL (default: ${STORE_ENV}, else {DEFAULT_STORE_URL}).",
+    )
     @click.option("--namespace", metavar="NS", default=None, callback=_namespace, help=_NAMESPACE_HELP)
     @click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object for scripts.")
     @functools.wraps(func)
@@ -174,36 +190,68 @@ def _common_options(func: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _create_option(func: _F) -> _F:
+    """The ``--create`` flag of the commands that write."""
+    return click.option(
+        "--create",
+        is_flag=True,
+        help="Write even though no application set this store up (a new SQLite file is created).",
+    )(func)
+
+
 def _settings() -> _Settings:
     return click.get_current_context().ensure_object(_Settings)
 
 
-def _open(*, create: bool = False) -> Store:
-    """Open the store the command works on; refuse a SQLite file that does not exist unless ``create``."""
+def _open(*, write: bool = False, create: bool = False) -> Store:
+    """Open the store the command works on, say on stderr which one, and refuse the wrong one.
+
+    A SQLite file that does not exist is refused (and not created) unless ``create``; a write
+    command (``write``) on a store with no global record, which no application ever set up, is
+    refused unless ``create``: it would claim success while every application kept accepting.
+    """
     ctx = click.get_current_context()
-    url = _settings().store_url
-    if not url:
-        raise CommandError(f"no store given: pass --store URL or set {STORE_ENV} (e.g. sqlite:///revocation.db)")
-    if url.lower().startswith("sqlite:///") and not create:
-        path = url[len("sqlite:///") :]
-        if path and not os.path.exists(path):
-            # Opening would create an empty store and every command would "succeed" on it.
-            raise CommandError(f"no SQLite store at {path!r} (the file does not exist); check the path")
-    store = open_store(url, namespace=_settings().namespace)
+    settings = _settings()
+    url = settings.store_url or DEFAULT_STORE_URL
+    parsed = StoreURL.parse(url)
+    if parsed.kind == "sqlite" and not create and not os.path.exists(parsed.path):
+        # Opening would create an empty store and every command would "succeed" on it.
+        raise CommandError(
+            f"no SQLite store at {os.path.abspath(parsed.path)} (the file does not exist; the current directory "
+            f"is {os.getcwd()}): give the application's store with --store URL or {STORE_ENV} "
+            "(sqlite:////absolute/path.db)" + (", or pass --create to make a new one" if write else "")
+        )
+    store = open_store(url, namespace=settings.namespace)
     ctx.call_on_close(store.sync.close)
+    settings.store = store
+    click.echo(f"authx-epoch: store {_resolved(store)}", err=True)
     now = time.time()
     if store.sync.kind == "memory":
         click.echo(
             "authx-epoch: note: a memory:// store lives only as long as this command; use SQLite or Redis",
             err=True,
         )
-    elif not create and store.sync.get_global(now) is None:
-        click.echo(
-            f"authx-epoch: warning: {_where(store)} has no global record: no application has set it up "
-            "(check --namespace), or its state was lost (every stamped token is then rejected as lost_state)",
-            err=True,
-        )
+    elif store.sync.get_global(now) is None:
+        if write and not create:
+            raise CommandError(
+                f"refused: {_resolved(store)} has no global record, so no application set it up "
+                "(a forgotten ?prefix=, another Redis db, another SQLite file or directory, a mistyped "
+                "--namespace) or its state was lost; nothing was written. Give the store and namespace the "
+                "application uses, or pass --create to write here anyway"
+            )
+        if not create:
+            click.echo(
+                f"authx-epoch: warning: {_where(store)} has no global record: no application has set it up "
+                "(check --store and --namespace), or its state was lost (every stamped token is then rejected "
+                "as lost_state)",
+                err=True,
+            )
     return store
+
+
+def _resolved(store: Store) -> str:
+    """Where the command works: the store's location (no password) and the namespace."""
+    return f"{store.location}, {_namespace_name(store.namespace)}"
 
 
 def _namespace_name(namespace: str) -> str:
@@ -271,6 +319,10 @@ def _table(rows: list[tuple[str, str]]) -> str:
 
 
 def _emit(data: dict[str, Any], human: str) -> None:
+    store = _settings().store
+    if store is not None:
+        # Every JSON answer says where it was found or done.
+        data = {**data, "location": store.location, "namespace": store.namespace}
     click.echo(json.dumps(data, separators=(",", ":")) if _settings().as_json else human)
 
 
@@ -377,7 +429,13 @@ def _exit(code: int) -> NoReturn:
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", "store_url", envvar=STORE_ENV, metavar="URL", help=f"Store URL (or ${STORE_ENV}).")
+@click.option(
+    "--store",
+    "store_url",
+    envvar=STORE_ENV,
+    metavar="URL",
+    help=f"Store URL (or ${STORE_ENV}; default: {DEFAULT_STORE_URL}, install()'s default).",
+)
 @click.option(
     "--namespace",
     envvar=NAMESPACE_ENV,
@@ -424,10 +482,11 @@ def _configure_logging(ctx: click.Context, verbose: int) -> None:
 @cli.command("bump")
 @click.argument("user", callback=_non_empty)
 @click.option("--reason", help="Why; kept in the user's record (audit trail).")
+@_create_option
 @_common_options
-def bump(user: str, reason: Optional[str]) -> None:
+def bump(user: str, reason: Optional[str], create: bool) -> None:
     """Log USER out everywhere: every token of USER minted before now is rejected."""
-    store = _open()
+    store = _open(write=True, create=create)
     record = _service(store).sync.bump_user_epoch(user, reason=reason)
     _emit(
         {"uid": user, "record": _record_json(record)},
@@ -440,15 +499,15 @@ def bump(user: str, reason: Optional[str]) -> None:
 @cli.command("bump-global")
 @click.option("--reason", help="Why; kept in the global record (audit trail).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@_create_option
 @_common_options
-def bump_global(reason: Optional[str], yes: bool) -> None:
+def bump_global(reason: Optional[str], yes: bool, create: bool) -> None:
     """Log every user out: every token minted before now is rejected."""
-    namespace = _settings().namespace
-    question = f"This logs out every user of every app using {_namespace_name(namespace)} of this store. Go on?"
+    store = _open(write=True, create=create)
+    question = f"This logs out every user of every app using {_resolved(store)}. Go on?"
     if not yes and sys.stdin.isatty() and not _confirm(question):
         click.echo("nothing changed", err=True)
         _exit(EXIT_REFUSED)
-    store = _open()
     record = _service(store).sync.bump_global_epoch(reason=reason)
     _emit(
         {"record": _record_json(record), "namespace": store.namespace},
@@ -465,8 +524,11 @@ def bump_global(reason: Optional[str], yes: bool) -> None:
 @click.option(
     "--expires-at", "expires_at", callback=_instant, metavar="TIME", help="When that token expires (with --jti)."
 )
+@_create_option
 @_common_options
-def revoke(token: Optional[str], jti: Optional[str], uid: Optional[str], expires_at: Optional[float]) -> None:
+def revoke(
+    token: Optional[str], jti: Optional[str], uid: Optional[str], expires_at: Optional[float], create: bool
+) -> None:
     """Revoke one token until it expires: TOKEN ('-' reads it from stdin), or --jti J --user U --expires-at T.
 
     The signature of TOKEN is not verified: the CLI has no signing key.
@@ -493,11 +555,12 @@ def revoke(token: Optional[str], jti: Optional[str], uid: Optional[str], expires
     until = exp + REVOCATION_LEEWAY
     data: dict[str, Any] = {"uid": target_uid, "jti": target_jti, "expires_at": exp, "signature_verified": False}
     if until <= now:
+        _open()
         _emit({**data, "revoked": False}, f"token {target_jti} of {target_uid!r} expired at {_iso(exp)}: nothing to do")
         return
     if len(target_uid) > MAX_ID_LENGTH or len(target_jti) > MAX_ID_LENGTH:
         raise CommandError(f"the user id or jti is longer than {MAX_ID_LENGTH} characters; nothing was revoked")
-    store = _open()
+    store = _open(write=True, create=create)
     store.sync.revoke_token(target_uid, target_jti, until, now)
     _emit(
         {**data, "revoked": True},
@@ -515,15 +578,26 @@ def revoke(token: Optional[str], jti: Optional[str], uid: Optional[str], expires
     metavar="TIME",
     help="When the session's longest-lived token expires (default: 30 days from now).",
 )
+@_create_option
 @_common_options
-def revoke_session(session_id: str, expires_at: Optional[float]) -> None:
-    """Revoke every token of session SID (access and refresh) until --expires-at."""
-    store = _open()
+def revoke_session(session_id: str, expires_at: Optional[float], create: bool) -> None:
+    """Revoke every token of session SID (access and refresh) until --expires-at.
+
+    A SID the store knows no live session by is revoked all the same (harmless, idempotent), with a
+    warning on stderr, as it is most often a typo; exit code 0.
+    """
+    store = _open(write=True, create=create)
     service = _service(store)
-    service.sync.revoke_session(session_id, expires_at=expires_at)
+    known = service.sync.revoke_session(session_id, expires_at=expires_at)
     until = (expires_at if expires_at is not None else time.time() + 30 * 86400.0) + REVOCATION_LEEWAY
+    if not known:
+        click.echo(
+            f"authx-epoch: warning: no live session {session_id!r} was known to this store (a typo, or a session "
+            "already ended or expired); it is revoked anyway, in case a token of it is still around",
+            err=True,
+        )
     _emit(
-        {"session_id": session_id, "expires_at": until},
+        {"session_id": session_id, "expires_at": until, "known": known},
         f"revoked session {session_id!r} until {_iso(until)}",
     )
 
@@ -742,12 +816,13 @@ def export(file: str, force: bool) -> None:
 
 @cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@_create_option
 @_common_options
-def import_(file: str) -> None:
+def import_(file: str, create: bool) -> None:
     """Merge the snapshot FILE into the store: epochs never move back, revocations never shorten.
 
     A file that is not a snapshot is refused (exit code 1) and nothing changes. A SQLite store is
-    created if missing.
+    created, and a store no application set up written, only with --create.
     """
     with open(file, "rb") as stream:
         try:
@@ -757,7 +832,7 @@ def import_(file: str) -> None:
     now = time.time()
     live = [entry for entry in entries if entry.expires_at is None or entry.expires_at > now]
     live = [entry for entry in live if entry.record is None or entry.record.is_live(now)]
-    store = _open(create=True)
+    store = _open(write=True, create=create)
     imported = 0
     chunk = 1000
     with _progress(len(live), "importing") as advance:
@@ -807,6 +882,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 __all__ = [
+    "DEFAULT_STORE_URL",
     "EXIT_ERROR",
     "EXIT_OK",
     "EXIT_REFUSED",

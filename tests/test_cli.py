@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
-import itertools
 import json
 import os
 import pty
@@ -42,6 +41,7 @@ from tests.plugins.redis_servers import answers, unique_prefix
 pytestmark = pytest.mark.anyio
 
 SECRET = "authx-epoch-cli-tests-secret-0123456789abcdef"
+REPO = Path(__file__).resolve().parent.parent
 
 
 def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
@@ -106,6 +106,8 @@ def run(
 ) -> Result:
     """Run the real command; every run is checked for a traceback, whatever the test expects."""
     env = {key: value for key, value in os.environ.items() if key not in ("AUTHX_EPOCH_STORE", "AUTHX_EPOCH_NAMESPACE")}
+    # From another directory too, the command is this checkout's, not an installed copy.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     if store is not None:
         env["AUTHX_EPOCH_STORE"] = store
     if namespace is not None:
@@ -162,7 +164,8 @@ def run_all(*commands: Command) -> list[Result]:
 def one_line_error(result: Result, code: int = 2) -> str:
     """The one error line of a failed command; ``code`` 1 for a refusal, 2 for a usage or store error."""
     assert result.code == code, result
-    lines = [line for line in result.err.splitlines() if line.strip()]
+    # Commands that opened a store first say which one (see test_every_command_names_its_store).
+    lines = [line for line in result.err.splitlines() if line.strip() and not line.startswith("authx-epoch: store ")]
     assert len(lines) == 1, result.err
     assert lines[0].startswith("authx-epoch: error: "), lines[0]
     return lines[0]
@@ -275,7 +278,7 @@ async def test_operator_transcript(
     assert "1 sessions (1 revoked)" in run("export", str(tmp_path / "again.bin"), store=store_url).out
 
     second: str = target(request, tmp_path, "imported")
-    imported = run("import", str(snapshot), "--json", store=second)
+    imported = run("import", "--create", str(snapshot), "--json", store=second)
     assert imported.code == 0, imported.err
     assert imported.json()["imported"] == 7
 
@@ -396,8 +399,14 @@ def test_memory_store_says_it_does_not_persist() -> None:
 # -- errors: one line, exit code 2, never a traceback ---------------------------------------
 
 
-def test_no_store_given() -> None:
-    assert "AUTHX_EPOCH_STORE" in one_line_error(run("stats"))
+def test_no_store_given_means_the_store_install_uses_by_default(tmp_path: Path, apps: list[App]) -> None:
+    """Without --store or AUTHX_EPOCH_STORE, the CLI acts on install()'s default store: the same file."""
+    app = make_app(f"sqlite:///{tmp_path / 'authx-epoch.db'}")
+    apps.append(app)
+    token = app.token("lena")
+    bumped = run("bump", "lena", cwd=tmp_path)
+    assert bumped.code == 0, bumped.err
+    assert app.revocation.sync.check(token).reason.value == "user_epoch"
 
 
 def test_bad_url_is_one_line_and_hides_the_password() -> None:
@@ -423,6 +432,178 @@ def test_missing_sqlite_file_is_refused_and_not_created(tmp_path: Path) -> None:
     line = one_line_error(run("bump", "ivan", store=f"sqlite:///{path}"))
     assert "does not exist" in line
     assert not path.exists()
+
+
+# -- the wrong store: refused before anything is written (issue 11) ---------------------------
+
+
+WRITES = [
+    ["bump", "otto"],
+    ["bump-global", "--yes"],
+    ["revoke", "--jti", "j-1", "--user", "otto", "--expires-at", "+1h"],
+    ["revoke-session", "otto-laptop"],
+]
+
+
+def set_up(url: str, namespace: str = "") -> str:
+    """Set a store up as install() does; return its location."""
+    store = authx_epoch.open_store(url, namespace=namespace)
+    try:
+        store.sync.setup(time.time())
+        return store.location
+    finally:
+        store.sync.close()
+
+
+def global_record_of(url: str, namespace: str = "") -> Any:
+    store = authx_epoch.open_store(url, namespace=namespace)
+    try:
+        return store.sync.get_global(time.time()), store.sync.stats(time.time())
+    finally:
+        store.sync.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("args", WRITES, ids=[args[0] for args in WRITES])
+def test_writes_refuse_a_redis_store_no_app_set_up(
+    args: list[str], redis_url: str, request: pytest.FixtureRequest
+) -> None:
+    """A forgotten ?prefix= (or another prefix, another db): refused, nothing written; --create writes."""
+    app_url = redis_store_url(request, Path(), "app")
+    set_up(app_url)
+    prefix = unique_prefix()
+    typo = f"{redis_url}{'&' if '?' in redis_url else '?'}prefix={prefix}"
+
+    def wipe() -> None:
+        store = authx_epoch.open_store(typo)
+        store.sync.wipe()
+        store.sync.close()
+
+    request.addfinalizer(wipe)
+    result = run(*args, "--json", store=typo)
+    line = one_line_error(result)
+    assert "no global record" in line
+    assert "nothing was written" in line
+    assert "--create" in line
+    assert f"prefix={prefix}" in line
+    assert "the root namespace" in line
+    assert result.out == ""
+    record, stats = global_record_of(typo)
+    assert record is None
+    assert (stats.users, stats.revoked_tokens, stats.revoked_sessions) == (0, 0, 0)
+    created = run(*args, "--create", "--json", store=typo)
+    assert created.code == 0, created.err
+    assert created.json()["location"].endswith(f"prefix={prefix}")
+
+
+@pytest.mark.parametrize("args", WRITES, ids=[args[0] for args in WRITES])
+def test_writes_refuse_a_namespace_no_app_set_up(args: list[str], tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    location = set_up(url)
+    line = one_line_error(run(*args, store=url, namespace="typo"))
+    assert f"{location}, 'typo' has no global record" in line
+    assert global_record_of(url, "typo")[0] is None
+
+
+def test_import_refuses_a_store_no_app_set_up_unless_created(tmp_path: Path, apps: list[App]) -> None:
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    apps.append(make_app(source))
+    assert run("export", str(tmp_path / "backup.bin"), store=source).code == 0
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    set_up(empty, namespace="other")  # the file exists, but nothing set its root namespace up
+    assert "no global record" in one_line_error(run("import", str(tmp_path / "backup.bin"), store=empty))
+    assert global_record_of(empty)[0] is None
+    assert run("import", "--create", str(tmp_path / "backup.bin"), store=empty).code == 0
+    assert global_record_of(empty)[0] is not None
+
+
+def test_a_relative_sqlite_path_from_another_directory_is_refused_and_named(tmp_path: Path, apps: list[App]) -> None:
+    """The app's relative path, run from elsewhere: refused with the absolute path and the directory."""
+    (tmp_path / "app").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    apps.append(make_app(f"sqlite:///{tmp_path / 'app' / 'authx-epoch.db'}"))
+    for args in (["bump", "otto"], ["status", "otto"], ["revoke-session", "s"]):
+        for store in ("sqlite:///authx-epoch.db", None):
+            line = one_line_error(run(*args, store=store, cwd=tmp_path / "elsewhere"))
+            assert f"no SQLite store at {tmp_path / 'elsewhere' / 'authx-epoch.db'}" in line
+            assert f"the current directory is {tmp_path / 'elsewhere'}" in line
+            assert ("--create" in line) == (args[0] != "status")
+    assert not (tmp_path / "elsewhere" / "authx-epoch.db").exists()
+    created = run("bump", "otto", "--create", cwd=tmp_path / "elsewhere")
+    assert created.code == 0, created.err
+    assert (tmp_path / "elsewhere" / "authx-epoch.db").exists()
+
+
+def test_every_command_names_its_store(store_url: str, tmp_path: Path, apps: list[App]) -> None:
+    """One stderr line says which store and namespace (never a password); JSON carries them too."""
+    app = make_app(store_url)
+    apps.append(app)
+    token = app.token("otto")
+    location = app.revocation.store.location
+    commands = [
+        ["bump", "otto"],
+        ["bump-global", "--yes"],
+        ["revoke", "--jti", "j-1", "--user", "otto", "--expires-at", "+1h"],
+        ["revoke-session", "otto-laptop"],
+        ["status", "otto"],
+        ["inspect", token],
+        ["stats"],
+        ["export", str(tmp_path / "backup.bin")],
+        ["import", str(tmp_path / "backup.bin")],
+    ]
+    for args in commands:
+        result = run(*args, "--json", store=store_url)
+        assert result.code in (0, 1), result.err
+        assert f"authx-epoch: store {location}, the root namespace" in result.err.splitlines()
+        assert (result.json()["location"], result.json()["namespace"]) == (location, "")
+    if location.startswith("sqlite:"):
+        assert location == f"sqlite:///{tmp_path / 'main.db'}"
+
+
+@pytest.mark.redis
+def test_the_store_line_hides_the_password(redis_url: str, request: pytest.FixtureRequest) -> None:
+    url = redis_store_url(request, Path(), "pw").replace("redis://", "redis://:hunter2@", 1)
+    if "@" in redis_url:
+        pytest.skip("the test Redis already has credentials")
+    result = run("stats", store=url)
+    assert "hunter2" not in result.err + result.out
+    assert "authx-epoch: store redis://" in result.err
+
+
+def test_revoke_session_of_an_unknown_id_warns(store_url: str, apps: list[App]) -> None:
+    """A typo is revoked anyway (harmless, idempotent) but said on stderr; exit code 0."""
+    app = make_app(store_url)
+    apps.append(app)
+    pair = app.revocation.sync.create_token_pair("otto")
+    unknown = run("revoke-session", "otto-laptpo", "--json", store=store_url)
+    assert unknown.code == 0, unknown.err
+    assert unknown.json()["known"] is False
+    assert "warning: no live session 'otto-laptpo' was known to this store" in unknown.err
+    human = run("revoke-session", "otto-lpatop", store=store_url)
+    assert human.code == 0
+    assert "warning: no live session" in human.err
+    session_id = pair.session_id
+    known = run("revoke-session", session_id, "--json", store=store_url)
+    assert known.code == 0, known.err
+    assert known.json()["known"] is True
+    assert "warning" not in known.err
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("redis://127.0.0.1:6379/0?prefx=app", "(did you mean 'prefix'?)"),
+        ("sqlite:///app.db?prefix=app", "a sqlite:// URL takes: none"),
+    ],
+)
+def test_a_mistyped_url_option_lists_the_known_ones(url: str, hint: str, tmp_path: Path) -> None:
+    for args in (["bump", "otto"], ["stats"]):
+        line = one_line_error(run(*args, store=url, cwd=tmp_path))
+        assert "unknown option" in line
+        assert hint in line
+    if url.startswith("redis"):
+        assert "a redis:// URL takes: prefix" in line
+    assert not (tmp_path / "app.db").exists()
 
 
 def test_damaged_sqlite_file(tmp_path: Path) -> None:
@@ -497,7 +678,7 @@ async def test_session_bound_tokens_move_between_stores(
         exported = run("export", str(snapshot), "--force", "--json", store=source)
         assert exported.code == 0, exported.err
         assert exported.json()["counts"]["session"] == 1
-        imports = run_all(*(Command("import", str(snapshot), "--json", store=target) for target in targets))
+        imports = run_all(*(Command("import", "--create", str(snapshot), "--json", store=target) for target in targets))
         assert [result.code for result in imports] == [0, 0], [result.err for result in imports]
 
     def judged() -> list[tuple[int, str]]:
@@ -569,7 +750,7 @@ def test_every_command_works_in_the_namespace_it_is_given(
     with open(tmp_path / "admin.bin", "rb") as stream:
         assert msgpack.Unpacker(stream, raw=False).unpack()["namespace"] == "admin"
     target = f"sqlite:///{tmp_path / 'target.db'}"
-    imported = run("import", str(tmp_path / "admin.bin"), "--json", store=target, namespace="users").json()
+    imported = run("import", "--create", str(tmp_path / "admin.bin"), "--json", store=target, namespace="users").json()
     assert (imported["namespace"], imported["source_namespace"]) == ("users", "admin")
     moved = run("status", "alice", "--json", store=target, namespace="users").json()
     assert moved["record"]["epoch"] == status["record"]["epoch"]
@@ -752,13 +933,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     snapshot = tmp_path / "big.bin"
     big_snapshot(snapshot, count)
     on_tty = f"sqlite:///{tmp_path / 'tty.db'}"
-    code, out, terminal = run_on_terminal("import", str(snapshot), store=on_tty)
+    code, out, terminal = run_on_terminal("import", "--create", str(snapshot), store=on_tty)
     assert code == 0, terminal
     assert f"imported {count} entries" in out
     assert "importing" in terminal
     assert "100%" in terminal
 
-    piped = run("import", str(snapshot), store=f"sqlite:///{tmp_path / 'pipe.db'}")
+    piped = run("import", "--create", str(snapshot), store=f"sqlite:///{tmp_path / 'pipe.db'}")
     assert piped.code == 0
     assert "importing" not in piped.err
     assert "%" not in piped.err
@@ -862,22 +1043,34 @@ def test_every_command_and_exit_code_is_documented() -> None:
 
 
 def test_documented_errors_are_what_the_command_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each ``$ authx-epoch ...`` line of the page followed by an error line gives exactly that error.
+    """Each ``$ authx-epoch ...`` line of the page followed by an error gives exactly that stderr.
 
-    The exit code is 2 unless the page shows another with ``$ echo $?`` right after the error.
+    The lines shown are the whole of stderr (the store line, warnings, the error); the commands
+    run in a directory standing for the page's ``/srv/app``, holding an ``authx-epoch.db`` set up as
+    ``install()`` sets it up, with no ``--store`` but the page's. The exit code is 2 unless the
+    page shows another with ``$ echo $?`` right after the error.
     """
     monkeypatch.chdir(tmp_path)
+    set_up("sqlite:///authx-epoch.db")
     (tmp_path / "alice.jwt").write_text("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2ln\n")
-    lines = CLI_PAGE.read_text().splitlines()
+    lines = CLI_PAGE.read_text().replace("/srv/app", str(tmp_path)).splitlines()
     shown = []
-    for index, (command, error) in enumerate(itertools.pairwise(lines)):
-        if command.startswith("$ authx-epoch ") and error.startswith("authx-epoch: error: "):
-            after = lines[index + 2 : index + 4]
-            code = int(after[1]) if len(after) == 2 and after[0] == "$ echo $?" else 2
-            shown.append((command[len("$ authx-epoch ") :], error, code))
-    assert len(shown) >= 4
+    for index, command in enumerate(lines):
+        if not command.startswith("$ authx-epoch "):
+            continue
+        end = index + 1
+        while end < len(lines) and lines[end].startswith("authx-epoch: "):
+            end += 1
+        stderr = lines[index + 1 : end]
+        if not stderr or not stderr[-1].startswith("authx-epoch: error: "):
+            continue
+        after = lines[end : end + 2]
+        code = int(after[1]) if len(after) == 2 and after[0] == "$ echo $?" else 2
+        shown.append((command[len("$ authx-epoch ") :], stderr, code))
+    assert len(shown) >= 8
     assert {code for _, _, code in shown} == {1, 2}
-    for command, error, code in shown:
-        result = invoke(*shlex.split(command), store="sqlite:///unused.db")
-        assert result.err.strip() == error, command
+    assert any("no global record" in stderr[-1] for _, stderr, _ in shown)
+    for command, stderr, code in shown:
+        result = invoke(*shlex.split(command))
+        assert result.err.splitlines() == stderr, command
         assert result.code == code, command

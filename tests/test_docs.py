@@ -211,7 +211,7 @@ def test_readme_quick_start_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             assert (await client.post("/logout-all", headers=fresh_headers)).status_code == 200
 
     asyncio.run(scenario())
-    assert (tmp_path / "revocation.db").exists()
+    assert (tmp_path / "authx-epoch.db").exists()
     namespace["revocation"].store.close()
 
 

@@ -71,7 +71,7 @@ def open_store(spec: StoreSpec, *, namespace: str = ROOT_NAMESPACE) -> Store:
         )
     if not isinstance(spec, str):
         raise ConfigurationError(
-            f"store must be a URL such as 'sqlite:///revocation.db' or a store object, got {type(spec).__name__}"
+            f"store must be a URL such as 'sqlite:///authx-epoch.db' or a store object, got {type(spec).__name__}"
         )
     url = StoreURL.parse(spec)
     if url.kind == "memory":

@@ -265,6 +265,21 @@ class _AsyncClients:
         self.loop, self.client = loop, client
         return client
 
+    def close_idle(self) -> None:
+        """Close the clients of event loops that no longer run (the store itself is being closed).
+
+        A loop closed without finalizing its async generators never ran ``_keeper``; its client's
+        sockets would stay open until the garbage collector found them.
+        """
+        if self.fixed is not None:
+            return
+        for loop, (client, _, _) in list(self.clients.items()):
+            if not loop.is_running():
+                self.clients.pop(loop, None)
+                _close_now(client)
+        if self.loop is not None and not self.loop.is_running():
+            self.loop = self.client = None
+
     async def close(self) -> None:
         if self.fixed is not None:
             return
@@ -806,10 +821,12 @@ class RedisStore(Store):
     def close(self) -> None:
         """Close the blocking client (asyncio clients close with their event loop, or via ``aio.close()``).
 
-        Nothing for a namespace view: the clients belong to the store that built the view.
+        Nothing for a namespace view: the clients belong to the store that built the view. The
+        asyncio clients of event loops that have stopped are closed too.
         """
         if self._owner:
             self._sync_client.close()
+            self._async_clients.close_idle()
 
     async def aclose(self) -> None:
         """Close this event loop's client if this store built it (nothing for a namespace view)."""

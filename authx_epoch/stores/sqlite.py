@@ -438,7 +438,7 @@ class SqliteStore(Store):
         self.path = os.fspath(path)
         if not self.path or self.path == ":memory:":
             raise ConfigurationError(
-                "sqlite needs a file path, e.g. sqlite:///revocation.db; use memory:// for a store in memory"
+                "sqlite needs a file path, e.g. sqlite:///authx-epoch.db; use memory:// for a store in memory"
             )
         self._namespace = check_namespace(namespace)
         self._file = _File(self.path, read_timeout, write_timeout)

@@ -23,7 +23,9 @@ auth = AuthX(
 )
 auth.handle_errors(app)
 # Right after creating auth, before any middleware:
-revocation = authx_epoch.install(auth, store="sqlite:///revocation.db", app=app)
+revocation = authx_epoch.install(
+    auth, store="sqlite:///authx-epoch.db", app=app
+)
 
 
 @app.post("/login")

@@ -13,7 +13,7 @@ def new_auth() -> AuthX:
 # One process only: tests, development.
 in_memory = authx_epoch.install(new_auth(), store="memory://")
 # A file next to the app, shared by every worker process of the machine.
-relative = authx_epoch.install(new_auth(), store="sqlite:///revocation.db")
+relative = authx_epoch.install(new_auth(), store="sqlite:///authx-epoch.db")
 # Or build the store yourself and pass the object.
 shared = authx_epoch.SqliteStore("shared.db")
 web = authx_epoch.install(new_auth(), store=shared)
@@ -29,7 +29,7 @@ else:
 # answers 503 where it needs the store, logs why, and its readiness check
 # says so until the store is back.
 unreachable = authx_epoch.install(
-    new_auth(), store="sqlite:///no/such/directory/revocation.db"
+    new_auth(), store="sqlite:///no/such/directory/authx-epoch.db"
 )
 assert not unreachable.sync.ready()
 

@@ -161,6 +161,8 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     """One loop for a whole test: a network store's connections belong to the loop that opened them."""
     running = asyncio.new_event_loop()
     yield running
+    # Finalizing async generators closes the network store's clients of this loop.
+    running.run_until_complete(running.shutdown_asyncgens())
     running.run_until_complete(running.shutdown_default_executor())
     running.close()
 

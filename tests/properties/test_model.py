@@ -785,6 +785,8 @@ def test_model(store: Store, request: pytest.FixtureRequest) -> None:
     try:
         run_state_machine_as_test(machine, settings=MODEL_SETTINGS)
     finally:
+        # Finalizing async generators closes the network store's clients of this loop.
+        loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
     assert evidence.COUNTS[f"model.examples.{label}"] >= 1

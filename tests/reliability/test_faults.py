@@ -273,6 +273,7 @@ class Serving:
         self.run(self.background)
         self.run(self.http.aclose())
         self.run(self.harness.rev.store.aio.close())
+        self.run(self.loop.shutdown_asyncgens())
         self.run(self.loop.shutdown_default_executor())
         self.loop.close()
         self.harness.rev.store.sync.close()
