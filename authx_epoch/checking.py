@@ -24,7 +24,7 @@ from authx_epoch.claims import ClaimNames, ClaimReader, TokenClaims, claims_from
 from authx_epoch.decision import NOT_OURS, Decision, Policy, Reason, decide
 from authx_epoch.errors import InvalidArgumentError, InvalidTokenError, StoreUnavailableError
 from authx_epoch.records import CheckState, unix_time
-from authx_epoch.stores import AsyncFromSync, Store
+from authx_epoch.stores import Store
 from authx_epoch.validation import shorten
 
 logger = logging.getLogger("authx_epoch")
@@ -123,9 +123,9 @@ class Checker:
             lifetime = auth.config.JWT_ACCESS_TOKEN_EXPIRES
             seconds = lifetime.total_seconds() if isinstance(lifetime, dt.timedelta) else self.max_lifetime
             self.renewal_lifetime = seconds
-        #: The async side of a local store reads inline (see ``AsyncFromSync``), so the async
-        #: check can call the sync read directly and skip two coroutine layers per request.
-        self.reads_inline = isinstance(self.aio, AsyncFromSync)
+        #: A local store reads without waiting (see ``Store.reads_inline``), so the async check
+        #: can call the sync read directly and skip two coroutine layers per request.
+        self.reads_inline = store.reads_inline
         #: Whether this process has set the store up (created the global record); install() tries
         #: at start, and a store that was down then is set up at its first use instead.
         self.set_up = False

@@ -640,7 +640,8 @@ class EpochRevocation:
     @_awaited
     async def stats(self) -> StoreStats:
         """Count what the store holds."""
-        return await self._checker.aio.stats(self._checker.clock())
+        # An administrative operation: the blocking side only, in a worker thread (it may scan).
+        return await asyncio.to_thread(self._checker.sync.stats, self._checker.clock())
 
     @_awaited
     async def ready(self) -> bool:

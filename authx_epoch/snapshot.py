@@ -37,7 +37,7 @@ import msgpack
 
 from authx_epoch.errors import ConfigurationError, InvalidArgumentError
 from authx_epoch.records import MAX_EPOCH, EpochRecord, SessionRecord, SnapshotEntry
-from authx_epoch.stores.base import check_namespace
+from authx_epoch.stores.namespaces import check_namespace
 from authx_epoch.validation import MAX_ID_LENGTH as _MAX_ID
 from authx_epoch.validation import MAX_REASON_LENGTH as _MAX_REASON
 

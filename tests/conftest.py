@@ -55,10 +55,16 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture(params=[pytest.param(name, marks=mark) for name, mark in STORE_FIXTURES])
-def store(request: pytest.FixtureRequest) -> Store:
+def any_store(request: pytest.FixtureRequest) -> Store:
     """A fresh, empty store of every backend in turn."""
     backend: Store = request.getfixturevalue(request.param)
     return backend
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:
+    """A fresh, empty store of every backend in turn (the contract suite also runs it through its async side)."""
+    return any_store
 
 
 @pytest.fixture

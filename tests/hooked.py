@@ -6,19 +6,25 @@ busy store, a GC pause or a slow network would have let it land.
 
     hooked = HookedStore(store)
     hooked.before("issue", lambda: other.sync.bump_user_epoch("alice"))   # once, on either side
+
+It is a backend of its own (``authx_epoch.stores.contract.Store``): each operation hands the
+wrapped store's step on, after a request that runs the hook (awaited on the async side). Over a
+local store it keeps the production path: reads inline, writes offloaded as the store's own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import inspect
-from collections.abc import Awaitable, Callable
-from typing import Any, Optional, TypeVar, Union
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Optional, Union
 
-from authx_epoch.stores import AsyncFromSync, Store
+from authx_epoch.stores import Store
+from authx_epoch.stores.contract import WRITE, Flow, SyncStore, flow_of
 
 Hook = Callable[[], Union[Awaitable[None], None]]
-_R = TypeVar("_R")
 
 
 def elsewhere(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -26,77 +32,30 @@ def elsewhere(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return contextvars.Context().run(func, *args, **kwargs)
 
 
-class _Side:
-    def __init__(self, inner: Any, owner: HookedStore, is_async: bool) -> None:
-        self._inner = inner
-        self._owner = owner
-        self._async = is_async
-        self.kind = inner.kind
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._inner, name)
-        if not callable(target) or name.startswith("_"):
-            return target
-        owner = self._owner
-        if self._async:
-
-            async def call_async(*args: Any, **kwargs: Any) -> Any:
-                hook = owner.take(name)
-                if hook is not None:
-                    done = hook()
-                    if inspect.isawaitable(done):
-                        await done
-                return await target(*args, **kwargs)
-
-            return call_async
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            hook = owner.take(name)
-            if hook is not None:
-                done = hook()
-                assert not inspect.isawaitable(done), f"the sync side's {name} cannot wait for a coroutine"
-            return target(*args, **kwargs)
-
-        call.__name__ = name
-        return call
+@dataclass(frozen=True)
+class _RunHook:
+    hook: Hook
 
 
-class _HookedAsyncFromSync(AsyncFromSync):
-    """The async side of a local store, whose writes may run an async hook first (another request)."""
-
-    def __init__(self, sync: Any, owner: HookedStore, *, offload_writes: bool) -> None:
-        super().__init__(sync, offload_writes=offload_writes)
-        self._owner = owner
-
-    async def _write(self, func: Callable[..., _R], *args: object) -> _R:
-        hook = self._owner.take(func.__name__)
-        if hook is not None:
-            done = hook()
-            if inspect.isawaitable(done):
-                await done
-        return await super()._write(func, *args)
+@dataclass(frozen=True)
+class _Offload:
+    call: Callable[[], Any]
 
 
-class HookedStore:
+class HookedStore(Store):
     """A store that runs one-shot hooks before chosen operations of its sync or async side."""
+
+    yields_requests = True
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
+        self.kind = inner.kind
         self._hooks: dict[str, list[Hook]] = {}
         self.fired: list[str] = []
-        self._sync = _Side(inner.sync, self, is_async=False)
-        self._aio: Any = _Side(inner.aio, self, is_async=True)
-        if isinstance(inner.aio, AsyncFromSync):
-            # A local store: keep the production path (async reads inline through the sync side).
-            self._aio = _HookedAsyncFromSync(self._sync, self, offload_writes=inner.aio.offload_writes)
 
     @property
-    def sync(self) -> Any:
-        return self._sync
-
-    @property
-    def aio(self) -> Any:
-        return self._aio
+    def reads_inline(self) -> bool:
+        return self.inner.reads_inline
 
     @property
     def namespace(self) -> str:
@@ -123,7 +82,92 @@ class HookedStore:
     def pending(self) -> list[str]:
         return [name for name, hooks in self._hooks.items() for _ in hooks]
 
+    def _hooked(self, name: str, *args: Any) -> Any:
+        operation = getattr(self.inner, name)
+        hook = self.take(name)
+        mode = SyncStore.operations()[name].mode
+        local_write = not self.inner.yields_requests and mode == WRITE and self.inner.offload_writes
+        if hook is None and not local_write:
+            return operation(*args)
+        return self._flow(hook, operation, local_write, args)
+
+    def _flow(
+        self, hook: Optional[Hook], operation: Callable[..., Any], offload: bool, args: tuple[Any, ...]
+    ) -> Flow[Any]:
+        if hook is not None:
+            yield _RunHook(hook)
+        if offload:
+            return (yield _Offload(lambda: operation(*args)))
+        return (yield from flow_of(operation(*args)))
+
+    def execute(self, request: Any) -> Any:
+        if type(request) is _RunHook:
+            done = request.hook()
+            assert not inspect.isawaitable(done), "the sync side cannot wait for a coroutine hook"
+            return None
+        if type(request) is _Offload:
+            return request.call()
+        return self.inner.execute(request)
+
+    async def execute_async(self, request: Any) -> Any:
+        if type(request) is _RunHook:
+            done = request.hook()
+            if inspect.isawaitable(done):
+                await done
+            return None
+        if type(request) is _Offload:
+            return await asyncio.to_thread(request.call)
+        return await self.inner.execute_async(request)
+
+    def setup(self, now: float) -> Any:
+        return self._hooked("setup", now)
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Any:
+        return self._hooked("fetch", uid, jti, session_id, now)
+
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Any:
+        return self._hooked("issue", uid, now, expires_at, session_id)
+
+    def rotate_session(
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> Any:
+        return self._hooked("rotate_session", session_id, uid, presented_generation, now, grace, expires_at)
+
+    def get_session(self, session_id: str, now: float) -> Any:
+        return self._hooked("get_session", session_id, now)
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Any:
+        return self._hooked("bump_user", uid, now, reason, expires_at)
+
+    def bump_global(self, now: float, reason: Optional[str]) -> Any:
+        return self._hooked("bump_global", now, reason)
+
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> Any:
+        return self._hooked("revoke_token", uid, jti, expires_at, now)
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Any:
+        return self._hooked("revoke_session", session_id, expires_at, now, uid)
+
+    def get_user(self, uid: str, now: float) -> Any:
+        return self._hooked("get_user", uid, now)
+
+    def get_global(self, now: float) -> Any:
+        return self._hooked("get_global", now)
+
+    def stats(self, now: float) -> Any:
+        return self._hooked("stats", now)
+
+    def export_entries(self, now: float) -> Any:
+        return self._hooked("export_entries", now)
+
+    def import_entries(self, entries: Iterable[Any], now: float) -> Any:
+        return self._hooked("import_entries", entries, now)
+
+    def wipe(self) -> Any:
+        return self._hooked("wipe")
+
     def close(self) -> None:
-        closer = getattr(self.inner, "close", None)
-        if closer is not None:
-            closer()
+        self.inner.close()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -48,7 +48,7 @@ from authx_epoch.integrations.verification import JustChecked, authx_verifier
 from authx_epoch.revocation import AuthxHooks, EpochRevocation, authx_hooks
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import StoreSpec, open_store
-from authx_epoch.stores.base import ROOT_NAMESPACE
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE
 
 logger = logging.getLogger("authx_epoch")
 

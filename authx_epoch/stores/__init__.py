@@ -12,7 +12,7 @@
 Add ``?local_cache=1`` to a Redis URL to wrap the store in a ``LocalCache`` (see ``stores.cache``).
 
 ``open_store(spec, namespace="name")`` opens the store in a namespace: several AuthX instances
-(or apps) can share one file or one Redis prefix without sharing a record (see ``stores.base``).
+(or apps) can share one file or one Redis prefix without sharing a record (see ``stores.contract``).
 """
 
 from __future__ import annotations
@@ -21,21 +21,14 @@ import os
 from typing import Union
 
 from authx_epoch.errors import ConfigurationError
-from authx_epoch.stores.base import (
-    ROOT_NAMESPACE,
-    AsyncFromSync,
-    AsyncStore,
-    Store,
-    SyncStore,
-    check_namespace,
-)
+from authx_epoch.stores.contract import AsyncStore, Store, SyncStore
 from authx_epoch.stores.memory import MemoryStore
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace
 from authx_epoch.stores.sqlite import SqliteStore
 from authx_epoch.stores.url import StoreURL
 
 __all__ = [
     "ROOT_NAMESPACE",
-    "AsyncFromSync",
     "AsyncStore",
     "MemoryStore",
     "SqliteStore",

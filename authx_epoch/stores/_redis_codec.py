@@ -63,7 +63,7 @@ from authx_epoch.records import (
     merge_records,
     merge_sessions,
 )
-from authx_epoch.stores.base import ROOT_NAMESPACE, check_namespace, namespaced_prefix
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace, namespaced_prefix
 
 #: The key prefix used when none is configured.
 DEFAULT_PREFIX = "authx-epoch"

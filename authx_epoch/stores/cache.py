@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Optional, Union
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import msgpack
 
@@ -48,7 +50,8 @@ from authx_epoch.records import (
     Stamps,
     StoreStats,
 )
-from authx_epoch.stores.base import AsyncStore, Store, SyncStore, namespaced_prefix
+from authx_epoch.stores.contract import ADMIN, READ, WRITE, Flow, Step, Store, flow_of
+from authx_epoch.stores.namespaces import namespaced_prefix
 from authx_epoch.stores.url import CACHE_OPTIONS, StoreURL
 
 __all__ = ["DEFAULT_MAX_ENTRIES", "DEFAULT_STALENESS", "LocalCache", "cache_options"]
@@ -453,230 +456,31 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-# -- the two sides ----------------------------------------------------------------------------
+# -- the cached operations -------------------------------------------------------------------
 
 
-class _CachedSync:
-    """The blocking side: answers checks from memory when it may, delegates everything else."""
+@dataclass(frozen=True)
+class Publish:
+    """Tell every process what changed (a request of the cache's flows)."""
 
-    def __init__(self, inner: SyncStore, memory: _Memory, channel: _Channel) -> None:
-        self.kind = inner.kind
-        self._inner = inner
-        self._memory = memory
-        self._channel = channel
-
-    def _changed(self, changes: list[Change]) -> None:
-        self._memory.forget(changes)
-        self._channel.publish(changes)
-
-    def setup(self, now: float) -> EpochRecord:
-        """See ``SyncStore.setup``; also starts the subscriber (``install()`` sets the store up)."""
-        self._channel.ensure_running()
-        record = self._inner.setup(now)
-        self._changed([(_GLOBAL, b"")])
-        return record
-
-    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
-        """See ``SyncStore.fetch``: from memory when every part is fresh, else one store read."""
-        memory = self._memory
-        state = memory.answer(uid, jti, session_id, now)
-        if state is not None:
-            return state
-        self._channel.ensure_running()
-        generation, confirmed = memory.generation, memory.clock()
-        state = self._inner.fetch(uid, jti, session_id, now)
-        memory.remember(generation, confirmed, uid, jti, session_id, now, state)
-        return state
-
-    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """See ``SyncStore.issue``."""
-        stamps = self._inner.issue(uid, now, expires_at, session_id)
-        changes = _issue_changes(self._memory, uid, expires_at, session_id, stamps)
-        if changes:
-            self._changed(changes)
-        return stamps
-
-    def rotate_session(
-        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
-    ) -> RotationOutcome:
-        """See ``SyncStore.rotate_session``."""
-        outcome = self._inner.rotate_session(session_id, uid, presented_generation, now, grace, expires_at)
-        self._changed([(_SESSION, _digest(session_id))])
-        return outcome
-
-    def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
-        """See ``SyncStore.get_session`` (always read from the store)."""
-        return self._inner.get_session(session_id, now)
-
-    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
-        """See ``SyncStore.bump_user``."""
-        record = self._inner.bump_user(uid, now, reason, expires_at)
-        self._changed([(_USER, _digest(uid))])
-        return record
-
-    def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
-        """See ``SyncStore.bump_global``."""
-        record = self._inner.bump_global(now, reason)
-        self._changed([(_GLOBAL, b"")])
-        return record
-
-    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
-        """See ``SyncStore.revoke_token``."""
-        self._inner.revoke_token(uid, jti, expires_at, now)
-        self._changed([(_USER, _digest(uid))])
-
-    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
-        """See ``SyncStore.revoke_session``."""
-        known = self._inner.revoke_session(session_id, expires_at, now, uid)
-        self._changed([(_SESSION, _digest(session_id))])
-        return known
-
-    def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_user`` (always read from the store)."""
-        return self._inner.get_user(uid, now)
-
-    def get_global(self, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_global`` (always read from the store)."""
-        return self._inner.get_global(now)
-
-    def stats(self, now: float) -> StoreStats:
-        """See ``SyncStore.stats``."""
-        return self._inner.stats(now)
-
-    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
-        """See ``SyncStore.export_entries``."""
-        return self._inner.export_entries(now)
-
-    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """See ``SyncStore.import_entries``."""
-        try:
-            return self._inner.import_entries(entries, now)
-        finally:
-            self._changed(list(_EVERYTHING))
-
-    def wipe(self) -> None:
-        """See ``SyncStore.wipe``."""
-        try:
-            self._inner.wipe()
-        finally:
-            self._changed(list(_EVERYTHING))
-
-    def close(self) -> None:
-        """Stop the subscriber and close the inner store's blocking side."""
-        self._channel.stop()
-        self._inner.close()
+    changes: tuple[Change, ...]
 
 
-class _CachedAsync:
-    """The asyncio side: the same rules as ``_CachedSync`` (they share ``_Memory``), awaiting the store."""
+@dataclass(frozen=True)
+class Offload:
+    """Run a write of a local store the way its async side would (in a worker thread if it offloads)."""
 
-    def __init__(self, inner: AsyncStore, memory: _Memory, channel: _Channel) -> None:
-        self.kind = inner.kind
-        self._inner = inner
-        self._memory = memory
-        self._channel = channel
+    call: Callable[[], Any]
 
-    async def _changed(self, changes: list[Change]) -> None:
-        self._memory.forget(changes)
-        # A blocking publish in a worker thread: writes are rare, and one client serves every loop.
-        await asyncio.to_thread(self._channel.publish, changes)
 
-    async def setup(self, now: float) -> EpochRecord:
-        """See ``SyncStore.setup``; also starts the subscriber."""
-        self._channel.ensure_running()
-        record = await self._inner.setup(now)
-        await self._changed([(_GLOBAL, b"")])
-        return record
-
-    async def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
-        """See ``SyncStore.fetch``: from memory when every part is fresh, else one store read."""
-        memory = self._memory
-        state = memory.answer(uid, jti, session_id, now)
-        if state is not None:
-            return state
-        self._channel.ensure_running()
-        generation, confirmed = memory.generation, memory.clock()
-        state = await self._inner.fetch(uid, jti, session_id, now)
-        memory.remember(generation, confirmed, uid, jti, session_id, now, state)
-        return state
-
-    async def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """See ``SyncStore.issue``."""
-        stamps = await self._inner.issue(uid, now, expires_at, session_id)
-        changes = _issue_changes(self._memory, uid, expires_at, session_id, stamps)
-        if changes:
-            await self._changed(changes)
-        return stamps
-
-    async def rotate_session(
-        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
-    ) -> RotationOutcome:
-        """See ``SyncStore.rotate_session``."""
-        outcome = await self._inner.rotate_session(session_id, uid, presented_generation, now, grace, expires_at)
-        await self._changed([(_SESSION, _digest(session_id))])
-        return outcome
-
-    async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
-        """See ``SyncStore.get_session`` (always read from the store)."""
-        return await self._inner.get_session(session_id, now)
-
-    async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
-        """See ``SyncStore.bump_user``."""
-        record = await self._inner.bump_user(uid, now, reason, expires_at)
-        await self._changed([(_USER, _digest(uid))])
-        return record
-
-    async def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
-        """See ``SyncStore.bump_global``."""
-        record = await self._inner.bump_global(now, reason)
-        await self._changed([(_GLOBAL, b"")])
-        return record
-
-    async def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
-        """See ``SyncStore.revoke_token``."""
-        await self._inner.revoke_token(uid, jti, expires_at, now)
-        await self._changed([(_USER, _digest(uid))])
-
-    async def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
-        """See ``SyncStore.revoke_session``."""
-        known = await self._inner.revoke_session(session_id, expires_at, now, uid)
-        await self._changed([(_SESSION, _digest(session_id))])
-        return known
-
-    async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_user`` (always read from the store)."""
-        return await self._inner.get_user(uid, now)
-
-    async def get_global(self, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_global`` (always read from the store)."""
-        return await self._inner.get_global(now)
-
-    async def stats(self, now: float) -> StoreStats:
-        """See ``SyncStore.stats``."""
-        return await self._inner.stats(now)
-
-    async def export_entries(self, now: float) -> list[SnapshotEntry]:
-        """See ``SyncStore.export_entries``."""
-        return await self._inner.export_entries(now)
-
-    async def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """See ``SyncStore.import_entries``."""
-        try:
-            return await self._inner.import_entries(entries, now)
-        finally:
-            await self._changed(list(_EVERYTHING))
-
-    async def wipe(self) -> None:
-        """See ``SyncStore.wipe``."""
-        try:
-            await self._inner.wipe()
-        finally:
-            await self._changed(list(_EVERYTHING))
-
-    async def close(self) -> None:
-        """Stop the subscriber and close the inner store's asyncio side."""
-        self._channel.stop()
-        await self._inner.close()
+def _delegate(store: Store, name: str, mode: str, *args: Any) -> Flow[Any]:
+    """The flow of ``store``'s operation ``name``, whatever kind of backend it is."""
+    operation = getattr(store, name)
+    if store.yields_requests:
+        return (yield from flow_of(operation(*args)))
+    if mode == WRITE and store.offload_writes:
+        return (yield Offload(functools.partial(operation, *args)))
+    return operation(*args)
 
 
 def _issue_changes(
@@ -701,9 +505,8 @@ def _issue_changes(
 
 def _default_client(store: Store) -> Any:
     """The blocking Redis client of a ``RedisStore``, to carry the channel."""
-    # The store's own client: same server, credentials, TLS and timeouts. Reached through the
-    # store's blocking side because RedisStore has no public accessor for it.
-    getter = getattr(store.sync, "_redis", None)
+    # The store's own client: same server, credentials, TLS and timeouts.
+    getter = getattr(store, "blocking_client", None)
     if getter is None or getattr(store, "prefix", None) is None:
         raise ConfigurationError(
             f"the local cache carries its invalidations on Redis: wrap a RedisStore, or pass client= (a redis.Redis) "
@@ -712,7 +515,7 @@ def _default_client(store: Store) -> Any:
     return getter()
 
 
-class LocalCache:
+class LocalCache(Store):
     """A store that answers checks from this process's memory, kept fresh by Redis pub/sub.
 
     Wraps any store (``.sync`` and ``.aio``) and is a store itself: pass it to ``install()``. A
@@ -737,6 +540,8 @@ class LocalCache:
         ConfigurationError: A bad option, or no Redis to carry the channel.
     """
 
+    yields_requests = True
+
     def __init__(
         self,
         store: Store,
@@ -749,7 +554,7 @@ class LocalCache:
     ) -> None:
         """Wrap ``store``; see the class docs."""
         if not isinstance(store, Store):
-            raise ConfigurationError(f"LocalCache wraps a store (with .sync and .aio), got {type(store).__name__}")
+            raise ConfigurationError(f"LocalCache wraps a store (authx_epoch.stores.Store), got {type(store).__name__}")
         name_prefix = prefix if prefix is not None else getattr(store, "prefix", None)
         if client is None:
             client = _default_client(store)
@@ -757,22 +562,10 @@ class LocalCache:
             raise ConfigurationError("LocalCache needs prefix= (the channel is '<prefix>:changes')")
         self.inner = store
         self.prefix = name_prefix
-        self.kind = store.sync.kind
+        self.kind = store.kind
         self._memory = _Memory(_staleness(staleness), _max_entries(max_entries), clock)
         channel = f"{namespaced_prefix(name_prefix, store.namespace)}:changes"
         self._channel = _Channel(client, channel, self._memory)
-        self._sync = _CachedSync(store.sync, self._memory, self._channel)
-        self._aio = _CachedAsync(store.aio, self._memory, self._channel)
-
-    @property
-    def sync(self) -> SyncStore:
-        """The blocking side."""
-        return self._sync
-
-    @property
-    def aio(self) -> AsyncStore:
-        """The asyncio side."""
-        return self._aio
 
     @property
     def namespace(self) -> str:
@@ -827,11 +620,134 @@ class LocalCache:
         """Forget everything held in this process (the next checks read the store)."""
         self._memory.forget(_EVERYTHING)
 
+    # -- the contract: what the cache answers, what it passes on -----------------------------------
+
+    def _changed(self, changes: list[Change]) -> Flow[None]:
+        self._memory.forget(changes)
+        yield Publish(tuple(changes))
+
+    def setup(self, now: float) -> Flow[EpochRecord]:
+        """See ``Store.setup``; also starts the subscriber (``install()`` sets the store up)."""
+        self._channel.ensure_running()
+        record = yield from _delegate(self.inner, "setup", WRITE, now)
+        yield from self._changed([(_GLOBAL, b"")])
+        return record  # type: ignore[no-any-return]
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Step[CheckState]:
+        """See ``Store.fetch``: from memory when every part is fresh, else one store read."""
+        state = self._memory.answer(uid, jti, session_id, now)
+        if state is not None:
+            return state
+        return self._fetch(uid, jti, session_id, now)
+
+    def _fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Flow[CheckState]:
+        memory = self._memory
+        self._channel.ensure_running()
+        generation, confirmed = memory.generation, memory.clock()
+        state: CheckState = yield from _delegate(self.inner, "fetch", READ, uid, jti, session_id, now)
+        memory.remember(generation, confirmed, uid, jti, session_id, now, state)
+        return state
+
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Flow[Stamps]:
+        """See ``Store.issue``."""
+        stamps: Stamps = yield from _delegate(self.inner, "issue", WRITE, uid, now, expires_at, session_id)
+        changes = _issue_changes(self._memory, uid, expires_at, session_id, stamps)
+        if changes:
+            yield from self._changed(changes)
+        return stamps
+
+    def rotate_session(
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> Flow[RotationOutcome]:
+        """See ``Store.rotate_session``."""
+        args = (session_id, uid, presented_generation, now, grace, expires_at)
+        outcome: RotationOutcome = yield from _delegate(self.inner, "rotate_session", WRITE, *args)
+        yield from self._changed([(_SESSION, _digest(session_id))])
+        return outcome
+
+    def get_session(self, session_id: str, now: float) -> Step[Optional[SessionRecord]]:
+        """See ``Store.get_session`` (always read from the store)."""
+        return self.inner.get_session(session_id, now)
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Flow[EpochRecord]:
+        """See ``Store.bump_user``."""
+        record: EpochRecord = yield from _delegate(self.inner, "bump_user", WRITE, uid, now, reason, expires_at)
+        yield from self._changed([(_USER, _digest(uid))])
+        return record
+
+    def bump_global(self, now: float, reason: Optional[str]) -> Flow[EpochRecord]:
+        """See ``Store.bump_global``."""
+        record: EpochRecord = yield from _delegate(self.inner, "bump_global", WRITE, now, reason)
+        yield from self._changed([(_GLOBAL, b"")])
+        return record
+
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> Flow[None]:
+        """See ``Store.revoke_token``."""
+        yield from _delegate(self.inner, "revoke_token", WRITE, uid, jti, expires_at, now)
+        yield from self._changed([(_USER, _digest(uid))])
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Flow[bool]:
+        """See ``Store.revoke_session``."""
+        known: bool = yield from _delegate(self.inner, "revoke_session", WRITE, session_id, expires_at, now, uid)
+        yield from self._changed([(_SESSION, _digest(session_id))])
+        return known
+
+    def get_user(self, uid: str, now: float) -> Step[Optional[EpochRecord]]:
+        """See ``Store.get_user`` (always read from the store)."""
+        return self.inner.get_user(uid, now)
+
+    def get_global(self, now: float) -> Step[Optional[EpochRecord]]:
+        """See ``Store.get_global`` (always read from the store)."""
+        return self.inner.get_global(now)
+
+    def stats(self, now: float) -> Step[StoreStats]:
+        """See ``Store.stats``."""
+        return self.inner.stats(now)
+
+    def export_entries(self, now: float) -> Step[list[SnapshotEntry]]:
+        """See ``Store.export_entries``."""
+        return self.inner.export_entries(now)
+
+    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> Flow[int]:
+        """See ``Store.import_entries``."""
+        try:
+            count: int = yield from _delegate(self.inner, "import_entries", ADMIN, entries, now)
+        finally:
+            yield from self._changed(list(_EVERYTHING))
+        return count
+
+    def wipe(self) -> Flow[None]:
+        """See ``Store.wipe``."""
+        try:
+            yield from _delegate(self.inner, "wipe", ADMIN)
+        finally:
+            yield from self._changed(list(_EVERYTHING))
+
+    def execute(self, request: Any) -> Any:
+        """Publish changes, run offloaded writes; the wrapped store does every other request."""
+        if type(request) is Publish:
+            self._channel.publish(request.changes)
+            return None
+        if type(request) is Offload:
+            return request.call()
+        return self.inner.execute(request)
+
+    async def execute_async(self, request: Any) -> Any:
+        """The same, in the running event loop."""
+        if type(request) is Publish:
+            # A blocking publish in a worker thread: writes are rare, and one client serves every loop.
+            await asyncio.to_thread(self._channel.publish, request.changes)
+            return None
+        if type(request) is Offload:
+            return await asyncio.to_thread(request.call)
+        return await self.inner.execute_async(request)
+
     def close(self) -> None:
         """Stop the subscriber and close the wrapped store (which does nothing if it is a namespace view)."""
         self._channel.stop()
-        closer: Union[Callable[[], None], None] = getattr(self.inner, "close", None)
-        if closer is not None:
-            closer()
-        else:
-            self.inner.sync.close()
+        self.inner.close()
+
+    async def aclose(self) -> None:
+        """Stop the subscriber and close the wrapped store's asyncio client of this event loop."""
+        self._channel.stop()
+        await self.inner.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import replace
 from itertools import islice
 from typing import Optional
@@ -27,7 +27,8 @@ from authx_epoch.records import (
     revoke_session_record,
     rotate,
 )
-from authx_epoch.stores.base import ROOT_NAMESPACE, AsyncFromSync, AsyncStore, Store, SyncStore, check_namespace
+from authx_epoch.stores.contract import Store
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace
 
 #: How many expired entries one write sweeps away, so memory stays bounded without a cleanup job.
 _SWEEP = 16
@@ -50,7 +51,7 @@ class _Namespace:
         self.sessions: dict[str, SessionRecord] = {}
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """A store held in this process's memory.
 
     State is lost when the process ends and is not shared with other workers: use SQLite or
@@ -81,17 +82,6 @@ class MemoryStore:
         self._users = state.users
         self._tokens = state.tokens
         self._sessions = state.sessions
-        self._aio = AsyncFromSync(self, offload_writes=False)
-
-    @property
-    def sync(self) -> SyncStore:
-        """The blocking side (this object)."""
-        return self
-
-    @property
-    def aio(self) -> AsyncStore:
-        """The awaitable side."""
-        return self._aio
 
     @property
     def namespace(self) -> str:
@@ -110,7 +100,7 @@ class MemoryStore:
         return view
 
     def setup(self, now: float) -> EpochRecord:
-        """See ``SyncStore.setup``."""
+        """See ``Store.setup``."""
         with self._lock:
             state = self._state
             if state.global_ is None:
@@ -118,7 +108,7 @@ class MemoryStore:
             return state.global_
 
     def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
-        """See ``SyncStore.fetch``."""
+        """See ``Store.fetch``."""
         user = self._users.get(uid)
         if user is not None and not user.is_live(now):
             user = None
@@ -136,7 +126,7 @@ class MemoryStore:
         )
 
     def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """See ``SyncStore.issue``."""
+        """See ``Store.issue``."""
         with self._lock:
             state = self._state
             generation = None
@@ -164,7 +154,7 @@ class MemoryStore:
     def rotate_session(
         self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
-        """See ``SyncStore.rotate_session``."""
+        """See ``Store.rotate_session``."""
         with self._lock:
             current = self._sessions.get(session_id)
             outcome, write = rotate(current, uid, presented_generation, now, grace, expires_at)
@@ -173,12 +163,12 @@ class MemoryStore:
             return outcome
 
     def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
-        """See ``SyncStore.get_session``."""
+        """See ``Store.get_session``."""
         session = self._sessions.get(session_id)
         return session if session is not None and session.is_live(now) else None
 
     def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
-        """See ``SyncStore.bump_user``."""
+        """See ``Store.bump_user``."""
         with self._lock:
             old = self._users.get(uid)
             if old is not None and not old.is_live(now):
@@ -195,7 +185,7 @@ class MemoryStore:
             return record
 
     def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
-        """See ``SyncStore.bump_global``."""
+        """See ``Store.bump_global``."""
         with self._lock:
             state = self._state
             old = state.global_
@@ -208,14 +198,14 @@ class MemoryStore:
             return state.global_
 
     def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
-        """See ``SyncStore.revoke_token``."""
+        """See ``Store.revoke_token``."""
         with self._lock:
             owners = self._tokens.setdefault(jti, {})
             owners[uid] = max(expires_at, owners.get(uid, 0.0))
             self._sweep(now)
 
     def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
-        """See ``SyncStore.revoke_session``."""
+        """See ``Store.revoke_session``."""
         with self._lock:
             current = self._sessions.get(session_id)
             known = current is not None and current.is_live(now)
@@ -224,16 +214,16 @@ class MemoryStore:
             return known
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_user``."""
+        """See ``Store.get_user``."""
         user = self._users.get(uid)
         return user if user is not None and user.is_live(now) else None
 
     def get_global(self, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_global``."""
+        """See ``Store.get_global``."""
         return self._state.global_
 
     def stats(self, now: float) -> StoreStats:
-        """See ``SyncStore.stats``."""
+        """See ``Store.stats``."""
         with self._lock:
             return StoreStats(
                 kind=self.kind,
@@ -243,8 +233,8 @@ class MemoryStore:
                 sessions=sum(1 for s in self._sessions.values() if s.is_live(now)),
             )
 
-    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
-        """See ``SyncStore.export_entries``."""
+    def export_entries(self, now: float) -> list[SnapshotEntry]:
+        """See ``Store.export_entries``."""
         with self._lock:
             global_ = self._state.global_
             entries = [SnapshotEntry("global", "", record=global_)] if global_ else []
@@ -260,10 +250,10 @@ class MemoryStore:
                 for sid, s in self._sessions.items()
                 if s.is_live(now)
             ]
-        return iter(entries)
+        return entries
 
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """See ``SyncStore.import_entries``."""
+        """See ``Store.import_entries``."""
         count = 0
         checked = owned_entries(entries)
         with self._lock:
@@ -291,7 +281,7 @@ class MemoryStore:
         return count
 
     def wipe(self) -> None:
-        """See ``SyncStore.wipe`` (this namespace only)."""
+        """See ``Store.wipe`` (this namespace only)."""
         with self._lock:
             self._users.clear()
             self._tokens.clear()

@@ -20,8 +20,9 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Optional, Union, cast
+from typing import Any, Optional, Union
 from urllib.parse import quote, unquote, urlsplit
 
 import redis
@@ -53,7 +54,8 @@ from authx_epoch.stores._redis_codec import (
     UnreadableValueError,
     Value,
 )
-from authx_epoch.stores.base import ROOT_NAMESPACE, AsyncStore, Store, SyncStore
+from authx_epoch.stores.contract import Flow, Store
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE
 from authx_epoch.stores.url import StoreURL, redact
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_TIMEOUT", "RedisStore"]
@@ -146,7 +148,7 @@ def _cluster_nodes(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return nodes, credentials
 
 
-# -- I/O: the blocking twin ----------------------------------------------------------------
+# -- clients ------------------------------------------------------------------------------
 
 
 class _SyncClient:
@@ -175,186 +177,6 @@ class _SyncClient:
         client, self.client = self.client, None
         if client is not None and self.owned:
             client.close()
-
-
-class _SyncRedis:
-    """The blocking side: sends what ``KeySpace`` builds, hands back what Redis answers."""
-
-    def __init__(self, keys: KeySpace, kind: str, shared: _SyncClient, *, closes: bool) -> None:
-        self.kind = kind
-        self._keys = keys
-        self._shared = shared
-        self._closes = closes
-
-    def _redis(self) -> AnyRedis:
-        return self._shared.get()
-
-    def _eval(self, call: Call) -> Any:
-        client = self._redis()
-        try:
-            return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except NoScriptError:
-            # Scripts are cached by the server, and lost on restart or SCRIPT FLUSH.
-            return client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
-
-    def _eval_ro(self, call: Call) -> Any:
-        client = self._redis()
-        if not self._shared.read_only_scripts:
-            return self._eval(call)
-        try:
-            return client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
-        except NoScriptError:
-            return client.eval_ro(call.script.source, len(call.keys), *call.keys, *call.args)
-        except ResponseError as exc:
-            if not _no_read_only_scripts(exc):
-                raise
-            self._shared.read_only_scripts = False
-            return self._eval(call)
-
-    def _mget(self, keys: Sequence[bytes]) -> list[Value]:
-        client = self._redis()
-        if self._keys.cluster:
-            return cast("list[Value]", client.mget_nonatomic(keys))  # type: ignore[union-attr]
-        return cast("list[Value]", client.mget(keys))
-
-    def setup(self, now: float) -> EpochRecord:
-        """See ``SyncStore.setup``."""
-        with _unavailable("setup"):
-            return self._keys.record_of(self._eval(self._keys.setup_call(now)))
-
-    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
-        """See ``SyncStore.fetch``."""
-        keys = self._keys
-        with _unavailable("check"):
-            if not keys.cluster:
-                values = self._eval_ro(keys.check_call(uid, jti, session_id))
-            else:
-                pipe = self._redis().pipeline()
-                for command, *args in _cluster_reads(keys, uid, jti, session_id):
-                    getattr(pipe, command)(*args)
-                values = _cluster_values(pipe.execute(), jti)
-            return keys.check_state(values, now)
-
-    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """See ``SyncStore.issue``."""
-        keys = self._keys
-        with _unavailable("issue"):
-            if not keys.cluster:
-                return keys.stamps(self._eval(keys.issue_call(uid, now, expires_at, session_id)))
-            session_raw = None
-            if session_id is not None:
-                # The session's slot first, alone: a session of another user refuses the mint
-                # before the user's or the global record is written.
-                session_raw = keys.ensured_session(
-                    self._eval(keys.ensure_session_call(uid, session_id, now, expires_at))
-                )
-            answer = self._eval(keys.issue_call(uid, now, expires_at, session_id))
-            global_raw = self._eval(keys.setup_call(now))
-            return keys.stamps(answer, global_raw, session_raw)
-
-    def rotate_session(
-        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
-    ) -> RotationOutcome:
-        """See ``SyncStore.rotate_session``."""
-        keys = self._keys
-        with _unavailable("rotate_session"):
-            call = keys.rotate_session_call(session_id, uid, presented_generation, now, grace, expires_at)
-            return keys.rotation(self._eval(call))
-
-    def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
-        """See ``SyncStore.get_session``."""
-        keys = self._keys
-        with _unavailable("get_session"):
-            return keys.session_of(cast(Value, self._redis().get(keys.session_key(session_id))), now)
-
-    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
-        """See ``SyncStore.bump_user``."""
-        with _unavailable("bump_user"):
-            return self._keys.record_of(self._eval(self._keys.bump_user_call(uid, now, reason, expires_at)))
-
-    def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
-        """See ``SyncStore.bump_global``."""
-        with _unavailable("bump_global"):
-            return self._keys.record_of(self._eval(self._keys.bump_global_call(now, reason)))
-
-    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
-        """See ``SyncStore.revoke_token``."""
-        with _unavailable("revoke_token"):
-            self._eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
-
-    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
-        """See ``SyncStore.revoke_session``."""
-        keys = self._keys
-        with _unavailable("revoke_session"):
-            return keys.revocation(self._eval(keys.revoke_session_call(session_id, expires_at, now, uid)))
-
-    def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_user``."""
-        return self.fetch(uid, None, None, now).user
-
-    def get_global(self, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_global``."""
-        return self.fetch("", None, None, now).global_
-
-    def _scan(self) -> list[tuple[bytes, Scanned]]:
-        client = self._redis()
-        pairs: list[tuple[bytes, Scanned]] = []
-        found = client.scan_iter(match=self._keys.pattern, count=_BATCH)
-        while batch := list(islice(found, _BATCH)):
-            hashes, plain = self._keys.split_scanned(batch)
-            pairs += zip(plain, self._mget(plain), strict=True) if plain else []
-            if hashes:
-                pipe = client.pipeline(transaction=False)
-                for key in hashes:
-                    pipe.hgetall(key)
-                pairs += zip(hashes, pipe.execute(), strict=True)
-        return pairs
-
-    def stats(self, now: float) -> StoreStats:
-        """See ``SyncStore.stats`` (scans the prefix: O(keys))."""
-        with _unavailable("stats"):
-            return self._keys.tally(self._scan(), now, self.kind)
-
-    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
-        """See ``SyncStore.export_entries`` (scans the prefix)."""
-        with _unavailable("export"):
-            pairs = self._scan()
-        return self._keys.entries(pairs, now)
-
-    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """See ``SyncStore.import_entries``."""
-        keys, count = self._keys, 0
-        checked = owned_entries(entries)
-        with _unavailable("import"):
-            client = self._redis()
-            for entry in checked:
-                target = keys.import_key(entry, now)
-                if target is not None:
-                    key, field = target
-                    # Compare-and-set until no concurrent write slipped in between read and write.
-                    while True:
-                        current = cast(Value, client.hget(key, field) if field else client.get(key))
-                        if self._eval(keys.merge_call(entry, key, current, now, field)):
-                            break
-                elif (call := keys.revoke_call_for(entry, now)) is not None:
-                    self._eval(call)
-                else:
-                    continue
-                count += 1
-        return count
-
-    def wipe(self) -> None:
-        """Delete every key of this store's namespace (never anything else: no FLUSHALL)."""
-        with _unavailable("wipe"):
-            client = self._redis()
-            found = client.scan_iter(match=self._keys.pattern, count=_BATCH)
-            while batch := list(islice(found, _BATCH)):
-                client.delete(*batch)
-
-    def close(self) -> None:
-        """Close the client if this store built it (nothing for a namespace view)."""
-        if self._closes:
-            self._shared.close()
 
 
 # -- I/O: the asyncio twin -----------------------------------------------------------------
@@ -471,29 +293,63 @@ class _AsyncClients:
                 await keeper.aclose()
 
 
-class _AsyncRedis:
-    """The asyncio side: the same calls as ``_SyncRedis``, awaited."""
+# -- requests: what a flow asks of Redis -------------------------------------------------------
 
-    def __init__(self, keys: KeySpace, kind: str, shared: _AsyncClients, *, closes: bool) -> None:
-        self.kind = kind
-        self._keys = keys
-        self._shared = shared
-        self._closes = closes
 
-    async def _redis(self) -> AnyAsyncRedis:
-        return await self._shared.get()
+@dataclass(frozen=True)
+class Eval:
+    """Run a script (read-only ones with ``EVALSHA_RO`` where the server has it)."""
 
-    async def _eval(self, call: Call) -> Any:
-        client = await self._redis()
+    call: Call
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Command:
+    """One plain command, by its redis-py method name."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Together:
+    """Independent requests: pipelined (blocking side) or sent concurrently (asyncio side, on Cluster)."""
+
+    requests: tuple[Any, ...]
+
+
+@dataclass
+class ScanBatch:
+    """The next batch of this namespace's keys (administration: the blocking side only); ``[]`` at the end."""
+
+    pattern: bytes
+    found: Optional[Iterator[bytes]] = None
+
+
+def _evalsha(client: Any, shared: Any, request: Eval) -> Any:
+    """Call a script by digest on the blocking client, loading it when the server lost it."""
+    call = request.call
+    if request.read_only and shared.read_only_scripts:
         try:
-            return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            return client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
         except NoScriptError:
-            return await client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
+            return client.eval_ro(call.script.source, len(call.keys), *call.keys, *call.args)
+        except ResponseError as exc:
+            if not _no_read_only_scripts(exc):
+                raise
+            shared.read_only_scripts = False
+    try:
+        return client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    except NoScriptError:
+        # Scripts are cached by the server, and lost on restart or SCRIPT FLUSH.
+        return client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
 
-    async def _eval_ro(self, call: Call) -> Any:
-        client = await self._redis()
-        if not self._shared.read_only_scripts:
-            return await self._eval(call)
+
+async def _evalsha_async(client: Any, shared: Any, request: Eval) -> Any:
+    """``_evalsha`` on the asyncio client."""
+    call = request.call
+    if request.read_only and shared.read_only_scripts:
         try:
             return await client.evalsha_ro(call.script.sha, len(call.keys), *call.keys, *call.args)
         except NoScriptError:
@@ -501,155 +357,11 @@ class _AsyncRedis:
         except ResponseError as exc:
             if not _no_read_only_scripts(exc):
                 raise
-            self._shared.read_only_scripts = False
-            return await self._eval(call)
-
-    async def _mget(self, keys: Sequence[bytes]) -> list[Value]:
-        client = await self._redis()
-        if self._keys.cluster:
-            return cast("list[Value]", await client.mget_nonatomic(keys))  # type: ignore[union-attr]
-        return cast("list[Value]", await client.mget(keys))
-
-    async def setup(self, now: float) -> EpochRecord:
-        """See ``SyncStore.setup``."""
-        with _unavailable("setup"):
-            return self._keys.record_of(await self._eval(self._keys.setup_call(now)))
-
-    async def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
-        """See ``SyncStore.fetch``."""
-        keys = self._keys
-        with _unavailable("check"):
-            if not keys.cluster:
-                values = await self._eval_ro(keys.check_call(uid, jti, session_id))
-            else:
-                client = await self._redis()
-                # Each key is in its own slot, perhaps on its own node: ask them all at once.
-                answers = await asyncio.gather(
-                    *(getattr(client, command)(*args) for command, *args in _cluster_reads(keys, uid, jti, session_id))
-                )
-                values = _cluster_values(answers, jti)
-            return keys.check_state(values, now)
-
-    async def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """See ``SyncStore.issue``."""
-        keys = self._keys
-        with _unavailable("issue"):
-            if not keys.cluster:
-                return keys.stamps(await self._eval(keys.issue_call(uid, now, expires_at, session_id)))
-            session_raw = None
-            if session_id is not None:
-                # The session's slot first, alone: a session of another user refuses the mint
-                # before anything else is written (one more round trip, for mints of a session).
-                call = keys.ensure_session_call(uid, session_id, now, expires_at)
-                session_raw = keys.ensured_session(await self._eval(call))
-            # The user's slot and the global record's are on different nodes: ask both at once.
-            calls = [keys.issue_call(uid, now, expires_at), keys.setup_call(now)]
-            answers = await asyncio.gather(*(self._eval(call) for call in calls))
-            return keys.stamps(answers[0], answers[1], session_raw)
-
-    async def rotate_session(
-        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
-    ) -> RotationOutcome:
-        """See ``SyncStore.rotate_session``."""
-        keys = self._keys
-        with _unavailable("rotate_session"):
-            call = keys.rotate_session_call(session_id, uid, presented_generation, now, grace, expires_at)
-            return keys.rotation(await self._eval(call))
-
-    async def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
-        """See ``SyncStore.get_session``."""
-        keys = self._keys
-        with _unavailable("get_session"):
-            client = await self._redis()
-            return keys.session_of(cast(Value, await client.get(keys.session_key(session_id))), now)
-
-    async def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
-        """See ``SyncStore.bump_user``."""
-        with _unavailable("bump_user"):
-            return self._keys.record_of(await self._eval(self._keys.bump_user_call(uid, now, reason, expires_at)))
-
-    async def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
-        """See ``SyncStore.bump_global``."""
-        with _unavailable("bump_global"):
-            return self._keys.record_of(await self._eval(self._keys.bump_global_call(now, reason)))
-
-    async def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
-        """See ``SyncStore.revoke_token``."""
-        with _unavailable("revoke_token"):
-            await self._eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
-
-    async def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
-        """See ``SyncStore.revoke_session``."""
-        keys = self._keys
-        with _unavailable("revoke_session"):
-            return keys.revocation(await self._eval(keys.revoke_session_call(session_id, expires_at, now, uid)))
-
-    async def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_user``."""
-        return (await self.fetch(uid, None, None, now)).user
-
-    async def get_global(self, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_global``."""
-        return (await self.fetch("", None, None, now)).global_
-
-    async def _scan(self) -> list[tuple[bytes, Scanned]]:
-        client = await self._redis()
-        found = [key async for key in client.scan_iter(match=self._keys.pattern, count=_BATCH)]
-        pairs: list[tuple[bytes, Scanned]] = []
-        for start in range(0, len(found), _BATCH):
-            hashes, plain = self._keys.split_scanned(found[start : start + _BATCH])
-            pairs += zip(plain, await self._mget(plain), strict=True) if plain else []
-            if hashes:
-                pipe = client.pipeline(transaction=False)
-                for key in hashes:
-                    pipe.hgetall(key)
-                pairs += zip(hashes, await pipe.execute(), strict=True)
-        return pairs
-
-    async def stats(self, now: float) -> StoreStats:
-        """See ``SyncStore.stats`` (scans the prefix: O(keys))."""
-        with _unavailable("stats"):
-            return self._keys.tally(await self._scan(), now, self.kind)
-
-    async def export_entries(self, now: float) -> list[SnapshotEntry]:
-        """See ``SyncStore.export_entries`` (scans the prefix)."""
-        with _unavailable("export"):
-            pairs = await self._scan()
-        return list(self._keys.entries(pairs, now))
-
-    async def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """See ``SyncStore.import_entries``."""
-        keys, count = self._keys, 0
-        checked = owned_entries(entries)
-        with _unavailable("import"):
-            client = await self._redis()
-            for entry in checked:
-                target = keys.import_key(entry, now)
-                if target is not None:
-                    key, field = target
-                    while True:
-                        current = cast(Value, await (client.hget(key, field) if field else client.get(key)))
-                        if await self._eval(keys.merge_call(entry, key, current, now, field)):
-                            break
-                elif (call := keys.revoke_call_for(entry, now)) is not None:
-                    await self._eval(call)
-                else:
-                    continue
-                count += 1
-        return count
-
-    async def wipe(self) -> None:
-        """Delete every key of this store's namespace (never anything else: no FLUSHALL)."""
-        with _unavailable("wipe"):
-            client = await self._redis()
-            found = [key async for key in client.scan_iter(match=self._keys.pattern, count=_BATCH)]
-            for start in range(0, len(found), _BATCH):
-                await client.delete(*found[start : start + _BATCH])
-
-    async def close(self) -> None:
-        """Close this event loop's client if this store built it (nothing for a namespace view)."""
-        if self._closes:
-            await self._shared.close()
+            shared.read_only_scripts = False
+    try:
+        return await client.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+    except NoScriptError:
+        return await client.eval(call.script.source, len(call.keys), *call.keys, *call.args)
 
 
 # -- building clients ----------------------------------------------------------------------
@@ -727,7 +439,7 @@ def _location(client: Any, prefix: str) -> str:
     return f"redis://client-{id(client):x}?{suffix}"
 
 
-class RedisStore:
+class RedisStore(Store):
     """A store in Redis or Redis Cluster (or Valkey), shared by every process that uses the same prefix.
 
     Build it from a URL (``RedisStore.from_url`` or ``install(auth, store="redis://...")``) or
@@ -751,6 +463,8 @@ class RedisStore:
         prefix: The prefix of the keys (no braces, no ``~``); several apps can share one Redis.
         namespace: The namespace this object works in (``""``: the root, keys under ``<prefix>:``).
     """
+
+    yields_requests = True
 
     def __init__(
         self,
@@ -827,8 +541,7 @@ class RedisStore:
 
     def _bind(self, keys: KeySpace, *, owner: bool) -> None:
         self._keys = keys
-        self._sync = _SyncRedis(keys, self.kind, self._sync_client, closes=owner)
-        self._aio = _AsyncRedis(keys, self.kind, self._async_clients, closes=owner)
+        self._owner = owner
 
     @classmethod
     def from_url(
@@ -911,16 +624,6 @@ class RedisStore:
         return self
 
     @property
-    def sync(self) -> SyncStore:
-        """The blocking side."""
-        return self._sync
-
-    @property
-    def aio(self) -> AsyncStore:
-        """The asyncio side."""
-        return self._aio
-
-    @property
     def namespace(self) -> str:
         """The namespace this object works in (``""``: the root)."""
         return self._keys.namespace
@@ -939,12 +642,193 @@ class RedisStore:
         view._bind(self._keys.with_namespace(namespace), owner=False)
         return view
 
+    # -- the contract: each operation once, as a flow of requests ------------------------------
+
+    def setup(self, now: float) -> Flow[EpochRecord]:
+        """See ``Store.setup``."""
+        with _unavailable("setup"):
+            return self._keys.record_of((yield Eval(self._keys.setup_call(now))))
+
+    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Flow[CheckState]:
+        """See ``Store.fetch``: one read-only script, or on Cluster one command per key sent at once."""
+        keys = self._keys
+        with _unavailable("check"):
+            if not keys.cluster:
+                values = yield Eval(keys.check_call(uid, jti, session_id), read_only=True)
+            else:
+                reads = _cluster_reads(keys, uid, jti, session_id)
+                values = _cluster_values(
+                    (yield Together(tuple(Command(name, tuple(args)) for name, *args in reads))), jti
+                )
+            return keys.check_state(values, now)
+
+    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Flow[Stamps]:
+        """See ``Store.issue``."""
+        keys = self._keys
+        with _unavailable("issue"):
+            if not keys.cluster:
+                return keys.stamps((yield Eval(keys.issue_call(uid, now, expires_at, session_id))))
+            session_raw = None
+            if session_id is not None:
+                # The session's slot first, alone: a session of another user refuses the mint
+                # before the user's or the global record is written.
+                call = keys.ensure_session_call(uid, session_id, now, expires_at)
+                session_raw = keys.ensured_session((yield Eval(call)))
+            # The user's slot and the global record's are on different nodes: ask both at once.
+            calls = (Eval(keys.issue_call(uid, now, expires_at, session_id)), Eval(keys.setup_call(now)))
+            answer, global_raw = yield Together(calls)
+            return keys.stamps(answer, global_raw, session_raw)
+
+    def rotate_session(
+        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
+    ) -> Flow[RotationOutcome]:
+        """See ``Store.rotate_session``."""
+        keys = self._keys
+        with _unavailable("rotate_session"):
+            call = keys.rotate_session_call(session_id, uid, presented_generation, now, grace, expires_at)
+            return keys.rotation((yield Eval(call)))
+
+    def get_session(self, session_id: str, now: float) -> Flow[Optional[SessionRecord]]:
+        """See ``Store.get_session``."""
+        keys = self._keys
+        with _unavailable("get_session"):
+            return keys.session_of((yield Command("get", (keys.session_key(session_id),))), now)
+
+    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Flow[EpochRecord]:
+        """See ``Store.bump_user``."""
+        with _unavailable("bump_user"):
+            return self._keys.record_of((yield Eval(self._keys.bump_user_call(uid, now, reason, expires_at))))
+
+    def bump_global(self, now: float, reason: Optional[str]) -> Flow[EpochRecord]:
+        """See ``Store.bump_global``."""
+        with _unavailable("bump_global"):
+            return self._keys.record_of((yield Eval(self._keys.bump_global_call(now, reason))))
+
+    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> Flow[None]:
+        """See ``Store.revoke_token``."""
+        with _unavailable("revoke_token"):
+            yield Eval(self._keys.revoke_token_call(uid, jti, expires_at, now))
+
+    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Flow[bool]:
+        """See ``Store.revoke_session``."""
+        keys = self._keys
+        with _unavailable("revoke_session"):
+            return keys.revocation((yield Eval(keys.revoke_session_call(session_id, expires_at, now, uid))))
+
+    def get_user(self, uid: str, now: float) -> Flow[Optional[EpochRecord]]:
+        """See ``Store.get_user``."""
+        return (yield from self.fetch(uid, None, None, now)).user
+
+    def get_global(self, now: float) -> Flow[Optional[EpochRecord]]:
+        """See ``Store.get_global``."""
+        return (yield from self.fetch("", None, None, now)).global_
+
+    def _scan(self) -> Flow[list[tuple[bytes, Scanned]]]:
+        keys = self._keys
+        pairs: list[tuple[bytes, Scanned]] = []
+        scan = ScanBatch(keys.pattern)
+        while batch := (yield scan):
+            hashes, plain = keys.split_scanned(batch)
+            if plain:
+                pairs += zip(
+                    plain, (yield Command("mget_nonatomic" if keys.cluster else "mget", (plain,))), strict=True
+                )
+            if hashes:
+                fields = yield Together(tuple(Command("hgetall", (key,)) for key in hashes))
+                pairs += zip(hashes, fields, strict=True)
+        return pairs
+
+    def stats(self, now: float) -> Flow[StoreStats]:
+        """See ``Store.stats`` (scans the prefix: O(keys))."""
+        with _unavailable("stats"):
+            return self._keys.tally((yield from self._scan()), now, self.kind)
+
+    def export_entries(self, now: float) -> Flow[list[SnapshotEntry]]:
+        """See ``Store.export_entries`` (scans the prefix)."""
+        with _unavailable("export"):
+            pairs = yield from self._scan()
+        return list(self._keys.entries(pairs, now))
+
+    def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> Flow[int]:
+        """See ``Store.import_entries``."""
+        keys, count = self._keys, 0
+        checked = owned_entries(entries)
+        with _unavailable("import"):
+            for entry in checked:
+                target = keys.import_key(entry, now)
+                if target is not None:
+                    key, field = target
+                    # Compare-and-set until no concurrent write slipped in between read and write.
+                    while True:
+                        read = Command("hget", (key, field)) if field else Command("get", (key,))
+                        current = yield read
+                        if (yield Eval(keys.merge_call(entry, key, current, now, field))):
+                            break
+                elif (call := keys.revoke_call_for(entry, now)) is not None:
+                    yield Eval(call)
+                else:
+                    continue
+                count += 1
+        return count
+
+    def wipe(self) -> Flow[None]:
+        """Delete every key of this store's namespace (never anything else: no FLUSHALL)."""
+        with _unavailable("wipe"):
+            scan = ScanBatch(self._keys.pattern)
+            while batch := (yield scan):
+                yield Command("delete", tuple(batch))
+
+    # -- I/O: the requests, done on each side ------------------------------------------------------
+
+    def execute(self, request: Any) -> Any:
+        """Do one request with the blocking client."""
+        client = self._sync_client.get()
+        kind = type(request)
+        if kind is Eval:
+            return _evalsha(client, self._sync_client, request)
+        if kind is Command:
+            return getattr(client, request.name)(*request.args)
+        if kind is Together:
+            if all(type(part) is Command for part in request.requests):
+                pipe = client.pipeline(transaction=False) if not self._keys.cluster else client.pipeline()
+                for part in request.requests:
+                    getattr(pipe, part.name)(*part.args)
+                return pipe.execute()
+            return [self.execute(part) for part in request.requests]
+        if kind is ScanBatch:
+            if request.found is None:
+                request.found = client.scan_iter(match=request.pattern, count=_BATCH)
+            return list(islice(request.found, _BATCH))
+        return super().execute(request)
+
+    async def execute_async(self, request: Any) -> Any:
+        """Do one request of the request path with this event loop's client."""
+        client = await self._async_clients.get()
+        kind = type(request)
+        if kind is Eval:
+            return await _evalsha_async(client, self._async_clients, request)
+        if kind is Command:
+            return await getattr(client, request.name)(*request.args)
+        if kind is Together:
+            # Each key is in its own slot, perhaps on its own node: ask them all at once.
+            return list(await asyncio.gather(*(self.execute_async(part) for part in request.requests)))
+        return await super().execute_async(request)
+
+    def blocking_client(self) -> AnyRedis:
+        """The blocking redis-py client this store uses (built on first use), e.g. to carry the cache's channel."""
+        return self._sync_client.get()
+
     def close(self) -> None:
         """Close the blocking client (asyncio clients close with their event loop, or via ``aio.close()``).
 
         Nothing for a namespace view: the clients belong to the store that built the view. The
         asyncio clients of event loops that have stopped are closed too.
         """
-        self._sync.close()
-        if self._sync._closes:
+        if self._owner:
+            self._sync_client.close()
             self._async_clients.close_idle()
+
+    async def aclose(self) -> None:
+        """Close this event loop's client if this store built it (nothing for a namespace view)."""
+        if self._owner:
+            await self._async_clients.close()

@@ -50,7 +50,8 @@ from authx_epoch.records import (
     revoke_session_record,
     rotate,
 )
-from authx_epoch.stores.base import ROOT_NAMESPACE, AsyncFromSync, AsyncStore, Store, SyncStore, check_namespace
+from authx_epoch.stores.contract import Store
+from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace
 
 _T = TypeVar("_T")
 
@@ -406,7 +407,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class SqliteStore:
+class SqliteStore(Store):
     """A store in one SQLite file, shared by every process that opens the same path.
 
     Args:
@@ -422,6 +423,8 @@ class SqliteStore:
     """
 
     kind = "sqlite"
+    #: A write may wait on another process's lock: the async side runs writes in a worker thread.
+    offload_writes = True
 
     def __init__(
         self,
@@ -440,7 +443,6 @@ class SqliteStore:
         self._namespace = check_namespace(namespace)
         self._file = _File(self.path, read_timeout, write_timeout)
         self._owns_file = True
-        self._aio = AsyncFromSync(self, offload_writes=True)
         # Both connections are opened now, the same way in every worker. A file that cannot be
         # opened now (a volume not mounted yet, a file being restored) is no reason not to start:
         # the store answers StoreUnavailableError (a 503) and tries again at every use.
@@ -457,16 +459,6 @@ class SqliteStore:
             )
 
     @property
-    def sync(self) -> SyncStore:
-        """The blocking side (this object)."""
-        return self
-
-    @property
-    def aio(self) -> AsyncStore:
-        """The awaitable side; writes run in a worker thread."""
-        return self._aio
-
-    @property
     def namespace(self) -> str:
         """The namespace this object works in (``""``: the root)."""
         return self._namespace
@@ -481,7 +473,6 @@ class SqliteStore:
         view = copy.copy(self)
         view._namespace = check_namespace(namespace)
         view._owns_file = False
-        view._aio = AsyncFromSync(view, offload_writes=True)
         return view
 
     # -- connections -----------------------------------------------------------------------
@@ -499,7 +490,7 @@ class SqliteStore:
     # -- the contract ----------------------------------------------------------------------
 
     def setup(self, now: float) -> EpochRecord:
-        """See ``SyncStore.setup``."""
+        """See ``Store.setup``."""
         ns = self._namespace
         with self._errors():
             conn = self._connection(write=True)
@@ -508,7 +499,7 @@ class SqliteStore:
         return _record(row)
 
     def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
-        """See ``SyncStore.fetch``."""
+        """See ``Store.fetch``."""
         params: dict[str, Any] = {
             "ns": self._namespace,
             "user": _USER + uid,
@@ -552,7 +543,7 @@ class SqliteStore:
         return rows
 
     def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """See ``SyncStore.issue``."""
+        """See ``Store.issue``."""
         ns = self._namespace
         scope = _USER + uid
         extend_to = expires_at + RECORD_SLACK
@@ -632,13 +623,13 @@ class SqliteStore:
     def rotate_session(
         self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
     ) -> RotationOutcome:
-        """See ``SyncStore.rotate_session``."""
+        """See ``Store.rotate_session``."""
         return self._update_session(
             session_id, now, lambda record: rotate(record, uid, presented_generation, now, grace, expires_at)
         )
 
     def get_session(self, session_id: str, now: float) -> Optional[SessionRecord]:
-        """See ``SyncStore.get_session``."""
+        """See ``Store.get_session``."""
         try:
             return self._get_session(self._connection(write=False), session_id, now)
         except sqlite3.OperationalError as exc:
@@ -665,22 +656,22 @@ class SqliteStore:
         return _record(row)
 
     def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> EpochRecord:
-        """See ``SyncStore.bump_user``."""
+        """See ``Store.bump_user``."""
         return self._bump(_USER + uid, now, reason, expires_at)
 
     def bump_global(self, now: float, reason: Optional[str]) -> EpochRecord:
-        """See ``SyncStore.bump_global``."""
+        """See ``Store.bump_global``."""
         return self._bump(_GLOBAL, now, reason, None)
 
     def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> None:
-        """See ``SyncStore.revoke_token``."""
+        """See ``Store.revoke_token``."""
         with self._errors():
             conn = self._connection(write=True)
             conn.execute(_REVOKE_TOKEN, {"ns": self._namespace, "uid": uid, "jti": jti, "expires_at": expires_at})
             self._purge(conn, now)
 
     def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> bool:
-        """See ``SyncStore.revoke_session``."""
+        """See ``Store.revoke_session``."""
 
         def revoke(record: Optional[SessionRecord]) -> tuple[bool, SessionRecord]:
             known = record is not None and record.is_live(now)
@@ -689,15 +680,15 @@ class SqliteStore:
         return self._update_session(session_id, now, revoke)
 
     def get_user(self, uid: str, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_user``."""
+        """See ``Store.get_user``."""
         return self.fetch(uid, None, None, now).user
 
     def get_global(self, now: float) -> Optional[EpochRecord]:
-        """See ``SyncStore.get_global``."""
+        """See ``Store.get_global``."""
         return self.fetch("", None, None, now).global_
 
     def stats(self, now: float) -> StoreStats:
-        """See ``SyncStore.stats``."""
+        """See ``Store.stats``."""
         ns = self._namespace
         with self._errors():
             conn = self._connection(write=True)
@@ -714,8 +705,8 @@ class SqliteStore:
             kind=self.kind, users=users, revoked_tokens=tokens, revoked_sessions=revoked_sessions, sessions=sessions
         )
 
-    def export_entries(self, now: float) -> Iterator[SnapshotEntry]:
-        """See ``SyncStore.export_entries``."""
+    def export_entries(self, now: float) -> list[SnapshotEntry]:
+        """See ``Store.export_entries``."""
         ns = self._namespace
         with self._errors():
             conn = self._connection(write=True)
@@ -729,20 +720,20 @@ class SqliteStore:
             sessions = conn.execute(
                 f"SELECT id, {_SESSION} FROM sessions WHERE ns = ? AND expires_at > ?", (ns, now)
             ).fetchall()
-        for row in records:
-            scope = row[0]
-            if scope == _GLOBAL:
-                yield SnapshotEntry("global", "", record=_record(row[1:]))
-            else:
-                yield SnapshotEntry("user", scope[len(_USER) :], record=_record(row[1:]))
-        for uid, jti, expires_at in revoked:
-            yield SnapshotEntry("token", jti, expires_at=expires_at, uid=uid)
+        entries = [
+            SnapshotEntry("global", "", record=_record(row[1:]))
+            if row[0] == _GLOBAL
+            else SnapshotEntry("user", row[0][len(_USER) :], record=_record(row[1:]))
+            for row in records
+        ]
+        entries += [SnapshotEntry("token", jti, expires_at=until, uid=uid) for uid, jti, until in revoked]
         for row in sessions:
             session = _session(row[1:])
-            yield SnapshotEntry("session", row[0], expires_at=session.expires_at, session=session)
+            entries.append(SnapshotEntry("session", row[0], expires_at=session.expires_at, session=session))
+        return entries
 
     def import_entries(self, entries: Iterable[SnapshotEntry], now: float) -> int:
-        """See ``SyncStore.import_entries``."""
+        """See ``Store.import_entries``."""
         ns = self._namespace
         checked = owned_entries(entries)
         count = 0
@@ -795,7 +786,7 @@ class SqliteStore:
         return count
 
     def wipe(self) -> None:
-        """See ``SyncStore.wipe`` (this namespace only)."""
+        """See ``Store.wipe`` (this namespace only)."""
         ns = self._namespace
         with self._errors():
             conn = self._connection(write=True)

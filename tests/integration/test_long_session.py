@@ -54,7 +54,7 @@ async def test_a_cookie_session_lives_as_long_as_its_client_keeps_coming_back(
     store: Store, request: pytest.FixtureRequest
 ) -> None:
     app, rev, cookie_name = cookie_app(store)
-    label = request.node.callspec.params["store"].removesuffix("_store")
+    label = request.node.callspec.params["any_store"].removesuffix("_store")
     start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
     renewals = requests = 0
     with time_machine.travel(start, tick=False) as traveller:

@@ -186,7 +186,7 @@ async def test_a_replay_raises_refresh_token_reused_error_from_the_service(serve
 
 async def test_lost_session_state_is_a_rejection_never_a_new_pair(served: App) -> None:
     pair = await served.login()
-    await served.rev.store.aio.wipe()
+    served.rev.store.sync.wipe()
     response = await served.refresh(pair["refresh_token"])
     assert response.status_code == 401
     assert (await served.rev.check(pair["access_token"])).reason is Reason.LOST_STATE

@@ -775,7 +775,7 @@ class EpochMachine(RuleBasedStateMachine):
 def test_model(store: Store, request: pytest.FixtureRequest) -> None:
     """Every check and every rotation agrees with the reference model, on every store."""
     # The fixture's name, so Redis with and without the local cache are counted apart.
-    label = request.node.callspec.params["store"].removesuffix("_store")
+    label = request.node.callspec.params["any_store"].removesuffix("_store")
     loop = asyncio.new_event_loop()
     machine = type(
         "EpochMachineFor" + label.title().replace("_", ""),

@@ -322,7 +322,7 @@ def test_a_thief_rotating_in_a_loop_never_outlives_logout_everywhere(
     store: Store, request: pytest.FixtureRequest
 ) -> None:
     race = race_app(store)
-    label = request.node.callspec.params["store"].removesuffix("_store")
+    label = request.node.callspec.params["any_store"].removesuffix("_store")
     survivors, rotations = _race_rotation(race, "user", TRIALS)
     evidence.add(f"races.rotation_vs_bump.trials.{label}", TRIALS)
     evidence.add(f"races.rotation_vs_bump.rotations.{label}", rotations)
@@ -334,7 +334,7 @@ def test_a_thief_rotating_in_a_loop_never_outlives_logout_everywhere(
 @pytest.mark.slow
 def test_a_thief_rotating_in_a_loop_never_outlives_a_global_bump(store: Store, request: pytest.FixtureRequest) -> None:
     race = race_app(store)
-    label = request.node.callspec.params["store"].removesuffix("_store")
+    label = request.node.callspec.params["any_store"].removesuffix("_store")
     trials = max(TRIALS // 4, 20)
     survivors, rotations = _race_rotation(race, "global", trials)
     evidence.add(f"races.rotation_vs_global.trials.{label}", trials)
@@ -348,7 +348,7 @@ def test_authx_own_refresh_route_racing_a_bump_leaves_nothing_alive(
     store: Store, request: pytest.FixtureRequest
 ) -> None:
     race = race_app(store)
-    label = request.node.callspec.params["store"].removesuffix("_store")
+    label = request.node.callspec.params["any_store"].removesuffix("_store")
     survivors = minted = 0
     trials = max(TRIALS // 2, 20)
     for trial in range(trials):
@@ -394,7 +394,7 @@ def test_a_renewal_racing_a_logout_of_the_same_cookie_dies_with_it(
     # logout with the same cookie. Whatever the interleaving, once the logout has returned no cookie
     # the GET got is accepted: a renewal keeps the jti, and the revocation outlives every renewal.
     race = race_app(store, **COOKIES)
-    label = request.node.callspec.params["store"].removesuffix("_store")
+    label = request.node.callspec.params["any_store"].removesuffix("_store")
     name = race.auth.config.JWT_ACCESS_COOKIE_NAME
     survivors = renewed = 0
     for trial in range(TRIALS):

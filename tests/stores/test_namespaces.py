@@ -189,11 +189,11 @@ def test_the_async_side_of_a_view_works_in_its_namespace(store: Store, view: Vie
         assert state.user is not None
         assert state.user.epoch == stamps.user_epoch
         assert state.jti_revoked
-        assert (await named.aio.stats(T0 + 1)).users == 1
-        assert len(await named.aio.export_entries(T0 + 1)) == 4
+        assert named.sync.stats(T0 + 1).users == 1
+        assert len(named.sync.export_entries(T0 + 1)) == 4
         assert await named.aio.revoke_session("s1", T0 + 900, T0 + 1, uid="alice") is True
         await named.aio.close()  # a view's close releases nothing the store still uses
-        assert (await store.aio.stats(T0 + 1)).users == 0
+        assert store.sync.stats(T0 + 1).users == 0
 
     asyncio.run(scenario())
     empty(store, T0 + 1)

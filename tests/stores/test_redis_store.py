@@ -77,16 +77,16 @@ def test_open_store_understands_every_redis_scheme_without_connecting(url: str, 
 def test_options_come_from_the_query_and_keywords_win() -> None:
     store = RedisStore.from_url("redis://127.0.0.1:1/0?prefix=app1&socket_timeout=0.5&socket_connect_timeout=0.1")
     assert store.prefix == "app1"
-    client = store._sync._redis()
+    client = store.blocking_client()
     assert client.connection_pool.connection_kwargs["socket_timeout"] == 0.5
     assert client.connection_pool.connection_kwargs["socket_connect_timeout"] == 0.1
     override = RedisStore.from_url("redis://127.0.0.1:1/0?prefix=app1", prefix="app2", socket_timeout=2)
     assert override.prefix == "app2"
-    assert override._sync._redis().connection_pool.connection_kwargs["socket_timeout"] == 2.0
+    assert override.blocking_client().connection_pool.connection_kwargs["socket_timeout"] == 2.0
 
 
 def test_timeouts_default_to_a_quarter_second() -> None:
-    kwargs = RedisStore.from_url("redis://127.0.0.1:1/0")._sync._redis().connection_pool.connection_kwargs
+    kwargs = RedisStore.from_url("redis://127.0.0.1:1/0").blocking_client().connection_pool.connection_kwargs
     assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 0.25
 
 
@@ -174,10 +174,10 @@ async def test_given_only_an_async_client_the_sync_side_is_derived(redis_url: st
     try:
         record = store.sync.bump_user("alice", NOW, "derived", NOW + 900)
         assert (await store.aio.get_user("alice", NOW)) == record
-        sync_client = store._sync._redis()
+        sync_client = store.blocking_client()
         assert sync_client.connection_pool.connection_kwargs["port"] == client.connection_pool.connection_kwargs["port"]
     finally:
-        await store.aio.wipe()
+        store.sync.wipe()
         store.close()
         await client.aclose()
 
@@ -338,7 +338,7 @@ async def test_a_check_on_the_cluster_is_one_command_per_key(redis_cluster: Redi
     finally:
         for admin in admins:
             admin.close()
-        await store.aio.wipe()
+        store.sync.wipe()
         store.close()
 
 
@@ -429,7 +429,7 @@ def test_epochs_past_two_to_the_53_stay_exact(redis_store: Any) -> None:
 @pytest.mark.redis
 def test_redis_drops_what_has_expired_on_its_own(redis_store: Any, redis_url: str) -> None:
     now = time.time()
-    sync, keys = redis_store.sync, redis_store._sync._keys
+    sync, keys = redis_store.sync, redis_store._keys
     admin = redis.Redis.from_url(redis_url)
     try:
         sync.setup(now)
@@ -463,7 +463,7 @@ def test_redis_drops_what_has_expired_on_its_own(redis_store: Any, redis_url: st
 
 @pytest.mark.redis
 def test_expired_jti_fields_are_swept_by_later_writes(redis_store: Any, redis_url: str) -> None:
-    sync, keys = redis_store.sync, redis_store._sync._keys
+    sync, keys = redis_store.sync, redis_store._keys
     admin = redis.Redis.from_url(redis_url)
     try:
         sync.issue("alice", NOW, NOW + 900)
@@ -593,7 +593,7 @@ async def test_a_store_built_from_clients_has_the_same_location(redis_url: str) 
 def _namespaced_keys_stay_apart(store: Any) -> None:
     root, admin = store, store.with_namespace("admin")
     keys = KeySpace(store.prefix, cluster=store.kind == "redis+cluster")
-    raw_client = store._sync._redis()  # the store's own client: a Cluster one scans every node
+    raw_client = store.blocking_client()  # the store's own client: a Cluster one scans every node
     try:
         for each in (root, admin):
             each.sync.setup(NOW)
@@ -626,7 +626,7 @@ def test_namespaces_on_the_cluster_keep_their_keys_apart(cluster_store: Any) -> 
 def test_a_view_shares_the_clients_and_closes_none(redis_store: Any) -> None:
     view = redis_store.with_namespace("admin")
     view.sync.issue("alice", NOW, NOW + 900)
-    assert view._sync._redis() is redis_store._sync._redis()
+    assert view.blocking_client() is redis_store.blocking_client()
     view.close()
     assert redis_store._sync_client.client is not None
     assert redis_store.sync.get_user("alice", NOW) is None
@@ -636,7 +636,7 @@ def test_a_view_shares_the_clients_and_closes_none(redis_store: Any) -> None:
 
 @pytest.mark.redis
 def test_session_values_written_before_grace_used_read_as_unused(redis_store: Any, redis_url: str) -> None:
-    keys = redis_store._sync._keys
+    keys = redis_store._keys
     admin = redis.Redis.from_url(redis_url)
     try:
         # A session rotated once, written with nine elements (before grace_used existed).
@@ -706,7 +706,7 @@ def test_a_burst_beyond_the_pool_waits_for_a_connection_instead_of_failing(redis
                 *(store.aio.fetch("alice", f"jti-{n}", None, now) for n in range(3 * POOL_SIZE))
             )
         finally:
-            await store.aio.wipe()
+            store.sync.wipe()
 
     try:
         states = asyncio.run(burst())
