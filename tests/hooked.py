@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from authx_epoch.stores import Store
-from authx_epoch.stores.contract import WRITE, Flow, SyncStore, flow_of
+from authx_epoch.stores.contract import WRITE, Flow, flow_of
+from tests.wrapping import MODES, WrappingStore
 
 Hook = Callable[[], Union[Awaitable[None], None]]
 
@@ -42,28 +43,19 @@ class _Offload:
     call: Callable[[], Any]
 
 
-class HookedStore(Store):
+class HookedStore(WrappingStore):
     """A store that runs one-shot hooks before chosen operations of its sync or async side."""
 
     yields_requests = True
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.kind = inner.kind
+        super().__init__(inner)
         self._hooks: dict[str, list[Hook]] = {}
         self.fired: list[str] = []
 
     @property
     def reads_inline(self) -> bool:
         return self.inner.reads_inline
-
-    @property
-    def namespace(self) -> str:
-        return self.inner.namespace
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
 
     def with_namespace(self, namespace: str) -> HookedStore:
         return HookedStore(self.inner.with_namespace(namespace))
@@ -82,10 +74,10 @@ class HookedStore(Store):
     def pending(self) -> list[str]:
         return [name for name, hooks in self._hooks.items() for _ in hooks]
 
-    def _hooked(self, name: str, *args: Any) -> Any:
+    def forward(self, name: str, *args: Any) -> Any:
         operation = getattr(self.inner, name)
         hook = self.take(name)
-        mode = SyncStore.operations()[name].mode
+        mode = MODES[name]
         local_write = not self.inner.yields_requests and mode == WRITE and self.inner.offload_writes
         if hook is None and not local_write:
             return operation(*args)
@@ -118,56 +110,3 @@ class HookedStore(Store):
         if type(request) is _Offload:
             return await asyncio.to_thread(request.call)
         return await self.inner.execute_async(request)
-
-    def setup(self, now: float) -> Any:
-        return self._hooked("setup", now)
-
-    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Any:
-        return self._hooked("fetch", uid, jti, session_id, now)
-
-    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Any:
-        return self._hooked("issue", uid, now, expires_at, session_id)
-
-    def rotate_session(
-        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
-    ) -> Any:
-        return self._hooked("rotate_session", session_id, uid, presented_generation, now, grace, expires_at)
-
-    def get_session(self, session_id: str, now: float) -> Any:
-        return self._hooked("get_session", session_id, now)
-
-    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Any:
-        return self._hooked("bump_user", uid, now, reason, expires_at)
-
-    def bump_global(self, now: float, reason: Optional[str]) -> Any:
-        return self._hooked("bump_global", now, reason)
-
-    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> Any:
-        return self._hooked("revoke_token", uid, jti, expires_at, now)
-
-    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Any:
-        return self._hooked("revoke_session", session_id, expires_at, now, uid)
-
-    def get_user(self, uid: str, now: float) -> Any:
-        return self._hooked("get_user", uid, now)
-
-    def get_global(self, now: float) -> Any:
-        return self._hooked("get_global", now)
-
-    def stats(self, now: float) -> Any:
-        return self._hooked("stats", now)
-
-    def export_entries(self, now: float) -> Any:
-        return self._hooked("export_entries", now)
-
-    def import_entries(self, entries: Iterable[Any], now: float) -> Any:
-        return self._hooked("import_entries", entries, now)
-
-    def wipe(self) -> Any:
-        return self._hooked("wipe")
-
-    def close(self) -> None:
-        self.inner.close()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Optional
 
 import pytest
 
-from authx_epoch.stores import AsyncStore, Store, SyncStore
+from authx_epoch.stores import AsyncStore, Store
 from authx_epoch.stores.contract import ADMIN
+from tests.wrapping import MODES, WrappingStore
 
 
 def _loop_running() -> bool:
@@ -53,12 +54,11 @@ class Loops:
                 loop.close()
 
 
-class ThroughAsync(Store):
+class ThroughAsync(WrappingStore):
     """A backend answering each request-path operation through ``inner.aio`` (admin: ``inner.sync``)."""
 
     def __init__(self, inner: Store, loops: Loops) -> None:
-        self.inner = inner
-        self.kind = inner.kind
+        super().__init__(inner)
         self.loops = loops
 
     @property
@@ -66,8 +66,8 @@ class ThroughAsync(Store):
         """The wrapped store's own async side, for the tests that use it by name."""
         return self.inner.aio
 
-    def _call(self, name: str, *args: Any) -> Any:
-        if SyncStore.operations()[name].mode == ADMIN:
+    def forward(self, name: str, *args: Any) -> Any:
+        if MODES[name] == ADMIN:
             return getattr(self.inner.sync, name)(*args)
         operation = getattr(self.inner.aio, name)
         if _loop_running():
@@ -76,66 +76,8 @@ class ThroughAsync(Store):
                 return pool.submit(lambda: self.loops.get().run_until_complete(operation(*args))).result()
         return self.loops.get().run_until_complete(operation(*args))
 
-    @property
-    def namespace(self) -> str:
-        return self.inner.namespace
-
-    @property
-    def location(self) -> str:
-        return self.inner.location
-
     def with_namespace(self, namespace: str) -> ThroughAsync:
         return ThroughAsync(self.inner.with_namespace(namespace), self.loops)
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def setup(self, now: float) -> Any:
-        return self._call("setup", now)
-
-    def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Any:
-        return self._call("fetch", uid, jti, session_id, now)
-
-    def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Any:
-        return self._call("issue", uid, now, expires_at, session_id)
-
-    def rotate_session(
-        self, session_id: str, uid: str, presented_generation: int, now: float, grace: float, expires_at: float
-    ) -> Any:
-        return self._call("rotate_session", session_id, uid, presented_generation, now, grace, expires_at)
-
-    def get_session(self, session_id: str, now: float) -> Any:
-        return self._call("get_session", session_id, now)
-
-    def bump_user(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Any:
-        return self._call("bump_user", uid, now, reason, expires_at)
-
-    def bump_global(self, now: float, reason: Optional[str]) -> Any:
-        return self._call("bump_global", now, reason)
-
-    def revoke_token(self, uid: str, jti: str, expires_at: float, now: float) -> Any:
-        return self._call("revoke_token", uid, jti, expires_at, now)
-
-    def revoke_session(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Any:
-        return self._call("revoke_session", session_id, expires_at, now, uid)
-
-    def get_user(self, uid: str, now: float) -> Any:
-        return self._call("get_user", uid, now)
-
-    def get_global(self, now: float) -> Any:
-        return self._call("get_global", now)
-
-    def stats(self, now: float) -> Any:
-        return self._call("stats", now)
-
-    def export_entries(self, now: float) -> Any:
-        return self._call("export_entries", now)
-
-    def import_entries(self, entries: Iterable[Any], now: float) -> Any:
-        return self._call("import_entries", entries, now)
-
-    def wipe(self) -> Any:
-        return self._call("wipe")
 
 
 @pytest.fixture(params=["sync", "aio"])
