@@ -25,12 +25,12 @@ from typing import Any, Optional
 
 import redis
 
-from bench import asgi, check, commands, report, server, storage
+from bench import asgi, check, commands, report, server, spread, storage
 from bench.redis_servers import RedisCluster, RedisServer, servers
-from bench.variants import VARIANTS, Built, Environment, Variant, build, prepare, unavailable
+from bench.variants import BY_NAME, VARIANTS, Built, Environment, Variant, build, prepare, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ("check", "asgi", "server", "commands", "storage")
+SECTIONS = ("check", "asgi", "server", "commands", "spread", "storage")
 
 
 def _version(command: list[str]) -> Optional[str]:
@@ -203,6 +203,13 @@ def run(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
                 results["server"] = server.run(
                     behind, env, args.server_rounds, args.duration, args.workers, args.generator
                 )
+        if "spread" in args.section_list:
+            if redis_server is None or unavailable(BY_NAME["epoch-redis-cache"], env):
+                results["notes"].append("spread skipped: no redis-server or no local cache")
+            else:
+                shape = spread.Spread(users=50, tokens=200, seconds=2.0) if args.quick else spread.Spread()
+                with _section("local cache on a realistic spread", results["timings_s"]):
+                    results["spread"] = asyncio.run(spread.run(redis_server.url, redis_server.client(), shape))
         if "storage" in args.section_list:
             if redis_server is None:
                 results["notes"].append("storage skipped: no redis-server")

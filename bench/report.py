@@ -96,6 +96,16 @@ def extras(results: dict[str, Any]) -> list[str]:
                 f"seed {row['seed']['bytes_per_user']:.0f} B/user, "
                 f"authx-epoch {row['epoch']['bytes_per_user']:.0f} B/user"
             )
+    shape = results.get("spread")
+    if shape:
+        spec = shape["spread"]
+        lines.append(
+            f"local cache, {spec['tokens']:,} tokens of {spec['users']:,} users (Zipf {spec['skew']}), "
+            f"{spec['rate']:,.0f} checks/s on {spec['processes']} processes, staleness {spec['staleness']} s: "
+            f"{shape['hit_rate']:.1%} answered from memory ({shape['store_reads']:,} store reads for "
+            f"{shape['checks']:,} checks); ideal per token {shape['ideal_per_token']:.1%}, "
+            f"ideal per user {shape['ideal_per_user']:.1%}"
+        )
     for name, counts in results.get("commands", {}).items():
         lines.append(
             f"commands of {name} over {counts['checks']} checks: sent {counts['sent']}, "

@@ -73,6 +73,11 @@ def test_every_benchmark_runs(tmp_path: Path) -> None:
         assert results["commands"]["epoch-redis"]["commands_per_check"] == 1
         assert sum(results["commands"]["epoch-redis"]["sent"].values()) == 20
         assert results["commands"]["seed-redis"]["sent"] == {"exists": 20}
+        shape = results["spread"]
+        # Every token was accepted, and the server's count of check scripts is what the caches missed.
+        assert shape["refused"] == 0
+        assert 0 < shape["store_reads"] < shape["checks"]
+        assert shape["hit_rate"] == 1 - shape["store_reads"] / shape["checks"]
         growth = results["storage"]["growth"]
         assert growth[-1]["seed"]["bytes_per_user"] > 10 * growth[-1]["epoch"]["bytes_per_user"]
     if "plot.png" in {path.name for path in tmp_path.iterdir()}:
