@@ -129,7 +129,8 @@ async def run(redis_url: str, client: redis.Redis, spread: Spread) -> dict[str, 
         stores.append(store)
         auths.append(auth)
     try:
-        tokens = [auths[0].create_access_token(uid=f"spread-user-{index % spread.users}") for index in range(spread.tokens)]
+        mint = auths[0].create_access_token
+        tokens = [mint(uid=f"spread-user-{index % spread.users}") for index in range(spread.tokens)]
         arrivals = trace(spread)
         start = clock.now
         client.config_resetstat()
