@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.__main__ import run
+from bench.constants import main
 from bench.server import parse_wrk
 from bench.variants import VARIANTS
 
@@ -82,3 +83,17 @@ def test_every_benchmark_runs(tmp_path: Path) -> None:
         assert growth[-1]["seed"]["bytes_per_user"] > 10 * growth[-1]["epoch"]["bytes_per_user"]
     if "plot.png" in {path.name for path in tmp_path.iterdir()}:
         assert (tmp_path / "plot.png").stat().st_size > 10_000
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_the_projection_constants_are_measured() -> None:
+    found = main(["--entries", "200"])
+    redis_found, sqlite_found = found["redis"], found["sqlite"]
+    # A session and a revoked jti cost memory of their own; a user's record is its own key.
+    assert redis_found["bytes_per_user"] > redis_found["user_key_length"]
+    assert redis_found["bytes_per_jti"] > 0
+    assert redis_found["bytes_per_session"] > 0
+    assert redis_found["check_script_usec"] > 0
+    assert redis_found["unpipelined_command_cpu_usec"] > 0
+    assert {"epochs", "revoked_tokens", "sessions"} <= set(sqlite_found)
+    assert all(size > 0 for size in sqlite_found.values())
