@@ -44,7 +44,6 @@ LONG_MODULES = {
     "revocation.py",
     # The store layer, being redesigned (issue 12).
     "stores/_redis_codec.py",
-    "stores/cache.py",
     "stores/redis.py",
     "stores/sqlite.py",
 }

@@ -27,12 +27,8 @@ from tests.plugins.redis_servers import RedisServer, unique_prefix
 pytest.importorskip("redis")
 import redis
 
-from authx_epoch.stores.cache import (
-    MAX_JTIS_PER_USER,
-    LocalCache,
-    _Memory,
-    cache_options,
-)
+from authx_epoch.stores.cache import MAX_JTIS_PER_USER, LocalCache, cache_options
+from authx_epoch.stores.cache.memory import Memory
 from authx_epoch.stores.redis import RedisStore
 from authx_epoch.stores.url import StoreURL
 
@@ -411,7 +407,7 @@ def test_entries_are_bounded(inner: RedisStore, mono: Mono) -> None:
 
 def test_an_answer_read_before_an_invalidation_is_not_kept() -> None:
     mono = Mono()
-    memory = _Memory(1.0, 10, mono)
+    memory = Memory(1.0, 10, mono)
     memory.set_live(True)
     record = EpochRecord(epoch=1, created_at=NOW)
     generation = memory.generation
