@@ -46,7 +46,6 @@ LONG_MODULES = {
     "stores/_redis_codec.py",
     "stores/cache.py",
     "stores/redis.py",
-    "stores/sqlite.py",
 }
 MAX_LINES = 450
 
