@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from authx_epoch.demo import DEMO_USERS, _listen, create_app
+from authx_epoch.demo import DEMO_USERS, create_app, listen
 from tests.test_docs_site import CHROMIUM, CHROMIUM_ARGS, _need_browser
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,7 @@ def demo(tmp_path: Path) -> Iterator[str]:
     import uvicorn
 
     app = create_app(f"sqlite:///{tmp_path / 'demo.db'}", secret=SECRET)
-    sock = _listen("127.0.0.1", 0)
+    sock = listen("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
