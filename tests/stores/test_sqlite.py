@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from authx_epoch import ConfigurationError, SqliteStore, StoreUnavailableError, open_store
-from authx_epoch.records import clock_epoch
+from authx_epoch.records import RECORD_SLACK, CheckState, clock_epoch
 
 pytestmark = pytest.mark.sqlite
 
@@ -52,18 +52,93 @@ def test_state_survives_a_restart(path: Path) -> None:
     again.close()
 
 
-def test_a_check_is_one_sql_statement(path: Path) -> None:
-    store = SqliteStore(path)
-    store.issue("alice", T0, T0 + 900)
-    store.fetch("alice", "j", "s", T0)  # open the reader connection
+def _traced(store: SqliteStore, uid: str, now: float) -> tuple[list[str], CheckState]:
+    """The statements one check ran on the store's reader connection, and its answer."""
     conn = store._connection(write=False)
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
-    state = store.fetch("alice", "j", "s", T0)
-    conn.set_trace_callback(None)
+    try:
+        state = store.fetch(uid, "j", "s", now)
+    finally:
+        conn.set_trace_callback(None)
+    return [statement.split()[0] + " " + statement.split()[1] for statement in statements], state
+
+
+def test_a_check_is_one_statement_then_only_the_file_version_until_a_commit(path: Path) -> None:
+    store, other = SqliteStore(path), SqliteStore(path)
+    store.issue("alice", T0, T0 + 900)
+    store.fetch("alice", "j", "s", T0)  # open the reader connection
+    # Nothing committed since the last read: the check only asks whether the file changed.
+    statements, state = _traced(store, "alice", T0)
+    assert statements == ["PRAGMA data_version"]
     assert state.user is not None
     assert state.global_ is not None
-    assert len(statements) == 1
+    first = state.user.epoch
+    # Another connection (another process would do the same) commits a bump: the very next
+    # check reads the file again and sees it.
+    bumped = other.bump_user("alice", T0 + 1, None, T0 + 3600)
+    statements, state = _traced(store, "alice", T0 + 1)
+    assert statements == ["PRAGMA data_version", "SELECT 'u',"]
+    assert state.user is not None
+    assert state.user.epoch == bumped.epoch > first
+    # This store's own writes go through its writer connection, which counts as another one.
+    store.revoke_token("alice", "j", T0 + 900, T0 + 1)
+    statements, state = _traced(store, "alice", T0 + 1)
+    assert statements == ["PRAGMA data_version", "SELECT 'u',"]
+    assert state.jti_revoked
+    store.close()
+    other.close()
+
+
+@pytest.mark.parametrize("at", [0, 1], ids=["at the version read", "at the statement"])
+def test_a_commit_racing_a_check_is_seen_by_the_next_check(path: Path, at: int) -> None:
+    """A bump committed while a check runs (between its statements) is never hidden by the memo."""
+    store, other = SqliteStore(path), SqliteStore(path)
+    store.issue("alice", T0, T0 + 900)
+    store.fetch("alice", None, None, T0)
+    other.issue("bob", T0, T0 + 900)  # a commit elsewhere: the next check runs both statements
+    conn = store._connection(write=False)
+    seen: list[str] = []
+    bumped: list[int] = []
+
+    def commit_at_the_chosen_statement(statement: str) -> None:
+        seen.append(statement)
+        if len(seen) == at + 1:
+            bumped.append(other.bump_user("alice", T0 + 1, None, T0 + 3600).epoch)
+
+    conn.set_trace_callback(commit_at_the_chosen_statement)
+    try:
+        store.fetch("alice", None, None, T0 + 1)
+    finally:
+        conn.set_trace_callback(None)
+    assert len(seen) == 2
+    assert bumped
+    user = store.fetch("alice", None, None, T0 + 1).user
+    assert user is not None
+    assert user.epoch == bumped[0]
+    store.close()
+    other.close()
+
+
+def test_kept_answers_are_judged_at_each_checks_own_time(path: Path) -> None:
+    store = SqliteStore(path)
+    store.issue("alice", T0, T0 + 900)
+    store.revoke_token("alice", "j", T0 + 60, T0)
+    store.revoke_session("s", T0 + 120, T0)
+    early = store.fetch("alice", "j", "s", T0)
+    assert early.user is not None
+    assert early.jti_revoked
+    assert early.session_revoked
+    # The same rows, answered from memory: each expiry passes at its own time.
+    statements, state = _traced(store, "alice", T0 + 61)
+    assert statements == ["PRAGMA data_version"]
+    assert not state.jti_revoked
+    assert state.session_revoked
+    statements, state = _traced(store, "alice", T0 + 121)
+    assert statements == ["PRAGMA data_version"]
+    assert not state.session_revoked
+    _, late = _traced(store, "alice", T0 + 900 + RECORD_SLACK + 1)
+    assert late.user is None
     store.close()
 
 

@@ -15,6 +15,7 @@ import weakref
 from typing import Optional
 
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
+from authx_epoch.stores.sqlite.memo import CheckMemo
 from authx_epoch.stores.sqlite.schema import SCHEMA_VERSION, table_names, upgrade, user_version
 
 
@@ -96,6 +97,8 @@ class DatabaseFile:
             raise
         setattr(self.local, slot, conn)
         setattr(self.local, slot + "_id", self._identity())
+        if not write:
+            self.local.memo = CheckMemo(conn)
         with self.lock:
             self.connections.append(conn)
         return conn
@@ -130,6 +133,17 @@ class DatabaseFile:
                 f"SQLite store {self.path!r} has schema version {version}, which this authx-epoch does not read "
                 f"(it reads 0 and {SCHEMA_VERSION}): it was written by a newer authx-epoch; upgrade this one"
             )
+
+    def check_memo(self) -> CheckMemo:
+        """This thread's reader, with the check answers kept on it (new whenever the reader is reopened).
+
+        Raises:
+            StoreUnavailableError: As ``connection``.
+        """
+        conn = self.connection(write=False)
+        memo: CheckMemo = self.local.memo
+        assert memo.connection is conn  # both are set together when the reader opens
+        return memo
 
     def drop(self, conn: sqlite3.Connection) -> None:
         """Close one connection and forget it."""

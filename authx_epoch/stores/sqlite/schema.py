@@ -78,16 +78,18 @@ SESSION_COLUMNS = "generation, first_generation, created_at, expires_at, uid, ro
 #: The columns of an epoch record, in the order ``epoch_record`` reads them.
 RECORD_COLUMNS = "epoch, created_at, bumped_at, reason, expires_at"
 
-#: One statement answers a whole check: the user record, the global record, the revoked jti and
-#: the session record (padded to the session row's nine columns), each row tagged by its first column.
+#: One statement answers a whole check: the user record, the global record, the revoked jti's
+#: expiry and the session record (padded to the session row's nine columns), each row tagged by
+#: its first column. Nothing is filtered by time: the rows are kept for later checks (see
+#: ``memo``), and each check judges liveness at its own ``now``.
 FETCH_CHECK = f"""
-SELECT 'u', {RECORD_COLUMNS}, 0, 0, 0, 0 FROM epochs
-    WHERE ns = :ns AND scope = :user AND (expires_at IS NULL OR expires_at > :now)
+SELECT 'u', {RECORD_COLUMNS}, 0, 0, 0, 0 FROM epochs WHERE ns = :ns AND scope = :user
 UNION ALL SELECT 'g', {RECORD_COLUMNS}, 0, 0, 0, 0 FROM epochs WHERE ns = :ns AND scope = 'g'
-UNION ALL SELECT 'j', 0, 0, 0, 0, 0, 0, 0, 0, 0 FROM revoked_tokens
-    WHERE ns = :ns AND uid = :uid AND jti = :jti AND expires_at > :now
-UNION ALL SELECT 's', {SESSION_COLUMNS} FROM sessions WHERE ns = :ns AND id = :sid AND expires_at > :now
+UNION ALL SELECT 'j', expires_at, 0, 0, 0, 0, 0, 0, 0, 0 FROM revoked_tokens
+    WHERE ns = :ns AND uid = :uid AND jti = :jti
+UNION ALL SELECT 's', {SESSION_COLUMNS} FROM sessions WHERE ns = :ns AND id = :sid
 """
+
 
 #: Bump a scope's epoch (creating its record at the clock epoch), returning the record.
 BUMP_EPOCH = f"""

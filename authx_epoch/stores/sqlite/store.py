@@ -34,11 +34,11 @@ from authx_epoch.records import (
 from authx_epoch.stores.contract import Store
 from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace
 from authx_epoch.stores.sqlite.file import DatabaseFile
+from authx_epoch.stores.sqlite.memo import read_parts
 from authx_epoch.stores.sqlite.schema import (
     BUMP_EPOCH,
     ENSURE_GLOBAL,
     ENSURE_USER,
-    FETCH_CHECK,
     GLOBAL_SCOPE,
     PURGE_EXPIRED,
     PUT_SESSION,
@@ -47,7 +47,6 @@ from authx_epoch.stores.sqlite.schema import (
     USER_PREFIX,
     epoch_record,
     read_session,
-    session_record,
     session_row,
     unstorable,
 )
@@ -154,47 +153,39 @@ class SqliteStore(Store):
 
     def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
         """See ``Store.fetch``."""
-        params: dict[str, Any] = {
-            "ns": self._namespace,
-            "user": USER_PREFIX + uid,
-            "uid": uid,
-            "jti": jti,
-            "sid": session_id,
-            "now": now,
-        }
-        try:
-            rows = self._fetch_rows(params)
-        except UnicodeEncodeError:
-            # An id holding a lone surrogate (JSON allows "\ud800" in an unverified token) cannot be
-            # written to SQLite, so nothing is stored under it: look it up as absent.
-            rows = self._fetch_rows({key: None if unstorable(value) else value for key, value in params.items()})
-        if rows is None:
-            # The file was replaced by an empty one: every record is lost, which means rejection.
-            return CheckState(user=None, global_=None)
-        user = global_ = session = None
-        jti_revoked = False
-        for row in rows:
-            tag = row[0]
-            if tag == "u":
-                user = epoch_record(row[1:])
-            elif tag == "g":
-                global_ = epoch_record(row[1:])
-            elif tag == "j":
-                jti_revoked = True
-            else:
-                session = session_record(row[1:])
+        key = (self._namespace, uid, jti, session_id)
+        with self._errors():
+            memo = self._file.check_memo()
+            # Read before the statement: a commit landing between the two tags newer rows with an
+            # older version, which only costs the next check a read; never the other way round.
+            memo.current()
+            parts = memo.get(key)
+            if parts is None:
+                params: dict[str, Any] = {
+                    "ns": key[0],
+                    "user": USER_PREFIX + uid,
+                    "uid": uid,
+                    "jti": jti,
+                    "sid": session_id,
+                }
+                try:
+                    parts = read_parts(memo.connection, params)
+                except UnicodeEncodeError:
+                    # An id holding a lone surrogate (JSON allows "\ud800" in an unverified token)
+                    # cannot be written to SQLite, so nothing is stored under it: look it up as absent.
+                    params = {name: None if unstorable(value) else value for name, value in params.items()}
+                    parts = read_parts(memo.connection, params)
+                if parts is None:
+                    # The file was replaced by an empty one: every record is lost, which means rejection.
+                    return CheckState(user=None, global_=None)
+                memo.keep(key, parts)
+        user, global_, jti_until, session = parts
+        if user is not None and not user.is_live(now):
+            user = None
+        if session is not None and not session.is_live(now):
+            session = None
+        jti_revoked = jti_until is not None and jti_until > now
         return CheckState(user, global_, jti_revoked, session is not None and session.revoked, session)
-
-    def _fetch_rows(self, params: dict[str, Any]) -> Optional[list[Any]]:
-        try:
-            rows: list[Any] = self._connection(write=False).execute(FETCH_CHECK, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
-            return None
-        except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
-        return rows
 
     def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """See ``Store.issue``."""
