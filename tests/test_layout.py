@@ -39,9 +39,6 @@ STORES_EXPECTED = {
 #: Modules longer than MAX_LINES today; the list may only shrink.
 LONG_MODULES = {
     "demo.py",  # the API demo and the browser page of issue 11: two apps, one module
-    # Only the two twins are left in it, every operation written twice (await or not); it shrinks
-    # when each operation is written once and driven by both, as the store redesign does.
-    "revocation.py",
     # The store layer, being redesigned (issue 12).
     "stores/_redis_codec.py",
     "stores/cache.py",
