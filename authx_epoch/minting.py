@@ -1,23 +1,30 @@
-"""Minting under a request's authority, and the session plumbing of the token-pair methods.
+"""Minting under a request's authority, and the session plumbing of the token-pair methods and of AuthX.
 
 ``MintRules`` judges the stamps a new token may carry (``authority.judge_mint`` under the running
 request's scope) and turns a session's mint or rotation into plans, outcomes and AuthX's errors.
-Pure decisions only: the service's twins make the store calls around them.
+Pure decisions only: the service's twins make the store calls around them. The exception is
+``renew_cookie``, the implicit refresh's renewal of an access cookie, which has no twin (AuthX's
+middleware is async) and so reads the store itself; ``AuthxHooks`` hands it to ``install()`` with
+the rest of what ``install()`` needs from a service besides its public methods.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-from collections.abc import Mapping
-from dataclasses import replace
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from authx import AuthX
 from authx.exceptions import RevokedTokenError
+from authx.schema import TokenPayload
 
 from authx_epoch import authority, validation
 from authx_epoch.authority import Authority, MintVerdict, judge_mint
+from authx_epoch.checking import Checker
 from authx_epoch.claims import ClaimNames, TokenClaims, claims_from_mapping
 from authx_epoch.decision import Decision, Policy, Reason, decide
 from authx_epoch.errors import ConfigurationError, InvalidArgumentError, RefreshTokenReusedError, StoreUnavailableError
@@ -189,4 +196,67 @@ class MintRules:
         return RevokedTokenError("Token has been revoked", login_type=minter.auth.login_type)
 
 
-__all__ = ["MintRules"]
+async def renew_cookie(core: Checker, mint: MintRules, token: str, payload: TokenPayload) -> Optional[str]:
+    """The implicit refresh's renewal of an access cookie, or ``None`` when it must not be renewed.
+
+    ``payload`` is AuthX's verification of ``token``; ``core`` and ``mint`` are the service's. The
+    cookie is checked, the store's epochs are read where the renewal is minted (which also keeps
+    every record it needs alive for the renewal's life), and they must still be the ones the
+    cookie was accepted under: a bump or a revocation that lands in between leaves the cookie
+    unrenewed. The renewal keeps the cookie's jti, session, stamps, scopes and application claims.
+    """
+    minter = mint.authx("the implicit refresh")
+    decision, claims, state = await core.evaluate(token)
+    if claims is None or state is None or decision.reason is not Reason.ACCEPTED:
+        return None
+    now = core.clock()
+    until = minter.access_expiry(time.time()) + core.leeway
+    stamps = await core.aio.issue(claims.sub, now, until, claims.session_id)
+    # The cookie alone is the authority: what the request's own handler moved (a logout
+    # everywhere through this very cookie) must not let the cookie live on.
+    verdict = judge_mint((Authority.of(claims, state),), claims.sub, stamps, claims.session_id)
+    if verdict.refused is not None:
+        logger.info("implicit refresh refused: uid=%r: %s", shorten(claims.sub), verdict.refused)
+        return None
+    for unstamped in verdict.recheck:
+        fresh = await core.aio.fetch(unstamped.sub, unstamped.jti, unstamped.session_id, now)
+        if not decide(unstamped, fresh, now, core.policy).accepted:
+            return None
+    return minter.renew(payload, verdict.stamps)
+
+
+@dataclass(frozen=True)
+class AuthxHooks:
+    """What ``install()`` needs from a service besides its public methods (not part of the public API).
+
+    Attributes:
+        minter: Mints and verifies through AuthX's own methods, as they were before ``install()``
+            wrapped them.
+        reads_inline: Whether the store answers without waiting (a local store), so the blocklist
+            callback can be a plain function.
+        max_lifetime: The lifetime, in seconds, assumed for a token minted without an expiry.
+        renew: The implicit refresh's renewal of an access cookie (token, AuthX's payload of it):
+            the renewed token, or ``None`` when it must not be renewed.
+    """
+
+    minter: AuthxMinter
+    reads_inline: bool
+    max_lifetime: float
+    renew: Callable[[str, TokenPayload], Coroutine[Any, Any, Optional[str]]]
+
+    @classmethod
+    def of(cls, core: Checker, mint: MintRules) -> AuthxHooks:
+        """The hooks of the service whose check is ``core`` and whose mint rules are ``mint``.
+
+        Raises:
+            ConfigurationError: The service was built without the AuthX instance.
+        """
+        return cls(
+            minter=mint.authx("the implicit refresh"),
+            reads_inline=core.reads_inline,
+            max_lifetime=core.max_lifetime,
+            renew=functools.partial(renew_cookie, core, mint),
+        )
+
+
+__all__ = ["AuthxHooks", "MintRules", "renew_cookie"]

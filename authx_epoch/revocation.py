@@ -2,37 +2,34 @@
 
 Every decision is made once, in pure code shared by both twins: the check and the expiry
 arithmetic in ``checking``, argument validation in ``validation``, the rules of mints and sessions
-in ``minting``. ``EpochRevocation`` (async) and ``SyncEpochRevocation`` (its twin, reached as
-``revocation.sync``) only fetch from and write to the store, so the two can never drift apart.
+in ``minting``. ``EpochRevocation`` (async, here) and ``SyncEpochRevocation`` (its twin in
+``blocking``, reached as ``revocation.sync``) only fetch from and write to the store, so the two
+can never drift apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import logging
-import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
-from typing import Any, Optional, ParamSpec, TypeVar, Union
+from typing import Any, Optional, Union
 
-import anyio.from_thread
 from authx import AuthX
 from authx.schema import TokenPayload
 from fastapi import Request
 
 from authx_epoch import authority, validation
-from authx_epoch.authority import Authority, judge_mint
+from authx_epoch.authority import Authority
+from authx_epoch.blocking import SyncEpochRevocation, awaited
 from authx_epoch.checking import Checker, Clock, DecisionEvent, DecisionHook, Verifier, wall_clock
 from authx_epoch.claims import ClaimNames
-from authx_epoch.decision import Decision, Reason, decide
-from authx_epoch.errors import ConfigurationError, MissingAwaitError, StoreUnavailableError
-from authx_epoch.minting import MintRules
+from authx_epoch.decision import Decision, Reason
+from authx_epoch.errors import StoreUnavailableError
+from authx_epoch.minting import AuthxHooks, MintRules
 from authx_epoch.records import EpochRecord, SessionRecord, Stamps, StoreStats
 from authx_epoch.sessions import (
     DEFAULT_REFRESH_REUSE_GRACE,
-    AuthxMinter,
     SessionTokens,
     rotation_dependency,
     session_dependency,
@@ -41,231 +38,6 @@ from authx_epoch.stores import Store
 from authx_epoch.validation import MAX_ID_LENGTH, MAX_REASON_LENGTH, shorten
 
 logger = logging.getLogger("authx_epoch")
-
-
-def _in_a_worker_thread() -> bool:
-    """Whether this thread runs no event loop but serves one: a ``def`` endpoint or dependency of an ASGI app."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        return False
-    try:
-        anyio.from_thread.check_cancelled()
-    except RuntimeError:
-        return False  # a plain thread: it may well run the coroutine itself (asyncio.run)
-    return True
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _awaited(method: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """Make a coroutine method fail at the call where nothing could ever await it.
-
-    In a ``def`` endpoint (a worker thread of the app's event loop), ``revocation.revoke_token(p)``
-    without ``await`` would return a coroutine that never runs: the revocation would silently not
-    happen. There the call raises at once, naming the blocking twin to use instead.
-    """
-
-    @functools.wraps(method)
-    def call(*args: _P.args, **kwargs: _P.kwargs) -> Coroutine[Any, Any, _R]:
-        if _in_a_worker_thread():
-            name = method.__name__
-            raise MissingAwaitError(
-                f"revocation.{name}() is a coroutine, and this is a worker thread of the event loop (a `def` "
-                f"endpoint or dependency): nothing would await it and it would never run. Call "
-                f"revocation.sync.{name}(...) here, or make the endpoint `async def` and await it"
-            )
-        return method(*args, **kwargs)
-
-    return call
-
-
-class SyncEpochRevocation:
-    """The blocking twin of ``EpochRevocation``: the same methods, for scripts and sync code.
-
-    Reach it as ``revocation.sync``; it shares the store and every setting with its async twin.
-    """
-
-    def __init__(self, checker: Checker, mint: MintRules) -> None:
-        """Share the async service's check and mint rules; use ``revocation.sync`` rather than building one."""
-        self._checker = checker
-        self._mint = mint
-
-    def check(self, token: str) -> Decision:
-        """Decide whether ``token`` is accepted now, and why. See ``EpochRevocation.check``."""
-        core = self._checker
-        return core.check_inline(token, core.sync.fetch)
-
-    def is_token_revoked(self, token: str) -> bool:
-        """Return ``True`` if ``token`` must be refused. See ``EpochRevocation.is_token_revoked``."""
-        core = self._checker
-        try:
-            return not core.check_inline(token, core.sync.fetch, grant=True).accepted
-        except StoreUnavailableError:
-            raise
-        except Exception as exc:
-            raise core.unexpected(exc) from exc
-
-    def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
-        """Revoke every token of ``uid`` minted before this call. See ``EpochRevocation.bump_user_epoch``."""
-        core = self._checker
-        uid, why, now = validation.uid(uid), validation.reason(reason), core.clock()
-        record = core.sync.bump_user(uid, now, why, core.bump_expiry(now))
-        authority.note_user_move(uid, record.epoch)
-        logger.info("user epoch bumped: uid=%r reason=%r", shorten(uid), why)
-        return record
-
-    def bump_global_epoch(self, *, reason: Optional[str] = None) -> EpochRecord:
-        """Revoke every token of every user minted before this call."""
-        core = self._checker
-        why = validation.reason(reason)
-        record = core.sync.bump_global(core.clock(), why)
-        authority.note_global_move(record.epoch)
-        logger.warning("global epoch bumped: reason=%r", why)
-        return record
-
-    def revoke_token(self, token: Union[str, TokenPayload]) -> Optional[float]:
-        """Revoke one token by its jti until it expires. See ``EpochRevocation.revoke_token``."""
-        core = self._checker
-        now = core.clock()
-        target = core.revocation_target(token, now)
-        if target is None:
-            return None
-        core.sync.revoke_token(*target, now)
-        return target[2]
-
-    def revoke_session(
-        self,
-        session_id: str,
-        *,
-        expires_at: Union[dt.datetime, float, None] = None,
-        uid: Optional[str] = None,
-    ) -> bool:
-        """Revoke every token of a session. See ``EpochRevocation.revoke_session``."""
-        core = self._checker
-        sid, now = validation.session_id(session_id), core.clock()
-        owner = validation.uid(uid) if uid is not None else None
-        return core.sync.revoke_session(sid, core.session_expiry(now, expires_at), now, owner)
-
-    def create_token_pair(
-        self,
-        uid: str,
-        *,
-        fresh: bool = False,
-        data: Optional[Mapping[str, Any]] = None,
-        request: Optional[Request] = None,
-        device_info: Optional[dict[str, Any]] = None,
-        access_expiry: Any = None,
-        refresh_expiry: Any = None,
-        scopes: Optional[list[str]] = None,
-    ) -> SessionTokens:
-        """Mint the access and refresh tokens of a new session. See ``EpochRevocation.create_token_pair``.
-
-        AuthX's ``create_session`` is a coroutine: it is run to completion here, so this twin
-        cannot be called from inside a running event loop (``await revocation.create_token_pair``
-        there instead).
-        """
-        core, mint = self._checker, self._mint
-        minter = mint.authx("create_token_pair")
-        validation.uid(uid)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise ConfigurationError(
-                "revocation.sync.create_token_pair cannot wait for AuthX's create_session inside a running "
-                "event loop; use await revocation.create_token_pair(...)"
-            )
-        session = asyncio.run(minter.auth.create_session(uid, request=request, device_info=device_info))
-        plan = mint.pair_plan(
-            minter,
-            uid,
-            session.session_id,
-            fresh=fresh,
-            data=data,
-            access_expiry=access_expiry,
-            refresh_expiry=refresh_expiry,
-            scopes=scopes,
-        )
-        now = core.clock()
-        stamps = core.sync.issue(plan.uid, now, plan.expires_at + core.leeway, plan.session_id)
-        return minter.mint(plan, self._vetted(plan.uid, stamps, plan.session_id, now))
-
-    def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
-        """Trade a refresh token for the next pair of its session. See ``EpochRevocation.rotate_refresh_token``."""
-        core, mint = self._checker, self._mint
-        minter = mint.authx("rotate_refresh_token")
-        plan, generation = mint.rotation_plan(minter, refresh_token)
-        decision, claims, state = core.evaluate_inline(refresh_token, core.sync.fetch)
-        presented = mint.presented(minter, decision, claims, state)
-        now = core.clock()
-        until = plan.expires_at + core.leeway
-        # The stamps are read before the generation moves, so minting needs no store call after
-        # it: an outage cannot strike in between and turn the client's retry into a "replay".
-        # They are judged against the refresh token's: a bump that landed since its check means
-        # the session was logged out, and nothing is rotated (see the async twin).
-        stamps = core.sync.issue(plan.uid, now, until, plan.session_id)
-        stamps = self._vetted(plan.uid, stamps, None, now, presented)
-        outcome = core.sync.rotate_session(plan.session_id, plan.uid, generation, now, mint.grace, until)
-        mint.rotated(minter, plan, outcome)
-        return minter.mint(plan, mint.after_rotation(minter, stamps, outcome))
-
-    def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
-        """Return the session's record (generation, expiry, revoked flag), or ``None``."""
-        core = self._checker
-        return core.sync.get_session(validation.session_id(session_id), core.clock())
-
-    def issue_stamps(self, uid: str, expires_at: float, session_id: Optional[str] = None) -> Stamps:
-        """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``.
-
-        With ``session_id``, the stamps also carry the generation of that session's record.
-        """
-        core = self._checker
-        sid = validation.session_id(session_id) if session_id is not None else None
-        uid, now = validation.uid(uid), core.clock()
-        return self._vetted(uid, core.sync.issue(uid, now, expires_at + core.leeway, sid), sid, now)
-
-    def _vetted(self, uid: str, stamps: Stamps, session_id: Optional[str], now: float, *presented: Authority) -> Stamps:
-        """The stamps a mint may write under the running request's authorities (see ``authority``)."""
-        core, mint = self._checker, self._mint
-        verdict = mint.vet(uid, stamps, session_id, *presented)
-        for claims in mint.refused(verdict):
-            mint.still_accepted(claims, core.sync.fetch(claims.sub, claims.jti, claims.session_id, now), now)
-        return verdict.stamps
-
-    def get_user_record(self, uid: str) -> Optional[EpochRecord]:
-        """Return the user's record (epoch, when and why it last moved), or ``None``."""
-        core = self._checker
-        return core.sync.get_user(validation.uid(uid), core.clock())
-
-    def get_global_record(self) -> Optional[EpochRecord]:
-        """Return the global record, or ``None`` if the store has lost it."""
-        return self._checker.sync.get_global(self._checker.clock())
-
-    def stats(self) -> StoreStats:
-        """Count what the store holds."""
-        return self._checker.sync.stats(self._checker.clock())
-
-    def ready(self) -> bool:
-        """Whether the store answers now (set up, read back). See ``EpochRevocation.ready``."""
-        core = self._checker
-        now = core.clock()
-        try:
-            if not core.set_up:
-                core.setup_sync(now)
-            return core.sync.get_global(now) is not None
-        except StoreUnavailableError as exc:
-            logger.warning("revocation store not ready: %s", exc)
-            return False
-
-    def close(self) -> None:
-        """Release the store's blocking connections (the async side's: ``await revocation.aclose()``)."""
-        self._checker.sync.close()
 
 
 class EpochRevocation:
@@ -367,7 +139,7 @@ class EpochRevocation:
         """
         return session_dependency(self._mint.authx("current_session").auth, self._checker.names)
 
-    @_awaited
+    @awaited
     async def check(self, token: str) -> Decision:
         """Decide whether ``token`` is accepted now, and why, in one store lookup.
 
@@ -397,7 +169,7 @@ class EpochRevocation:
             authority.grant(Authority.of(claims, state))
         return not decision.accepted
 
-    @_awaited
+    @awaited
     async def bump_user_epoch(self, uid: str, *, reason: Optional[str] = None) -> EpochRecord:
         """Revoke every token of ``uid`` minted before this call (logout everywhere, password change).
 
@@ -417,7 +189,7 @@ class EpochRevocation:
         logger.info("user epoch bumped: uid=%r reason=%r", shorten(uid), why)
         return record
 
-    @_awaited
+    @awaited
     async def bump_global_epoch(self, *, reason: Optional[str] = None) -> EpochRecord:
         """Revoke every token of every user minted before this call (a leaked key, an incident)."""
         core = self._checker
@@ -427,7 +199,7 @@ class EpochRevocation:
         logger.warning("global epoch bumped: reason=%r", why)
         return record
 
-    @_awaited
+    @awaited
     async def revoke_token(self, token: Union[str, TokenPayload]) -> Optional[float]:
         """Revoke one token by its ``jti``; the entry lives until the token's ``exp`` plus the leeway.
 
@@ -450,7 +222,7 @@ class EpochRevocation:
         await core.aio.revoke_token(*target, now)
         return target[2]
 
-    @_awaited
+    @awaited
     async def revoke_session(
         self,
         session_id: str,
@@ -480,7 +252,7 @@ class EpochRevocation:
         owner = validation.uid(uid) if uid is not None else None
         return await core.aio.revoke_session(sid, core.session_expiry(now, expires_at), now, owner)
 
-    @_awaited
+    @awaited
     async def create_token_pair(
         self,
         uid: str,
@@ -535,7 +307,7 @@ class EpochRevocation:
         stamps = await core.aio.issue(plan.uid, now, plan.expires_at + core.leeway, plan.session_id)
         return minter.mint(plan, await self._vetted(plan.uid, stamps, plan.session_id, now))
 
-    @_awaited
+    @awaited
     async def rotate_refresh_token(self, refresh_token: str) -> SessionTokens:
         """Trade a refresh token for the next pair of its session, detecting reuse (RFC 9700, 4.14.2).
 
@@ -570,42 +342,13 @@ class EpochRevocation:
         mint.rotated(minter, plan, outcome)
         return minter.mint(plan, mint.after_rotation(minter, stamps, outcome))
 
-    @_awaited
+    @awaited
     async def get_session_record(self, session_id: str) -> Optional[SessionRecord]:
         """Return the session's record (generation, expiry, revoked flag), or ``None``."""
         core = self._checker
         return await core.aio.get_session(validation.session_id(session_id), core.clock())
 
-    async def _renew(self, token: str, payload: TokenPayload) -> Optional[str]:
-        """The implicit refresh's renewal of an access cookie, or ``None`` when it must not be renewed.
-
-        ``payload`` is AuthX's verification of ``token``. The cookie is checked, the store's epochs
-        are read where the renewal is minted (which also keeps every record it needs alive for the
-        renewal's life), and they must still be the ones the cookie was accepted under: a bump or a
-        revocation that lands in between leaves the cookie unrenewed. The renewal keeps the
-        cookie's jti, session, stamps, scopes and application claims.
-        """
-        core, mint = self._checker, self._mint
-        minter = mint.authx("the implicit refresh")
-        decision, claims, state = await self._checker.evaluate(token)
-        if claims is None or state is None or decision.reason is not Reason.ACCEPTED:
-            return None
-        now = core.clock()
-        until = minter.access_expiry(time.time()) + core.leeway
-        stamps = await core.aio.issue(claims.sub, now, until, claims.session_id)
-        # The cookie alone is the authority: what the request's own handler moved (a logout
-        # everywhere through this very cookie) must not let the cookie live on.
-        verdict = judge_mint((Authority.of(claims, state),), claims.sub, stamps, claims.session_id)
-        if verdict.refused is not None:
-            logger.info("implicit refresh refused: uid=%r: %s", shorten(claims.sub), verdict.refused)
-            return None
-        for unstamped in verdict.recheck:
-            fresh = await core.aio.fetch(unstamped.sub, unstamped.jti, unstamped.session_id, now)
-            if not decide(unstamped, fresh, now, core.policy).accepted:
-                return None
-        return minter.renew(payload, verdict.stamps)
-
-    @_awaited
+    @awaited
     async def issue_stamps(self, uid: str, expires_at: float, session_id: Optional[str] = None) -> Stamps:
         """Return the epochs to stamp into a new token of ``uid`` expiring at ``expires_at``.
 
@@ -626,24 +369,24 @@ class EpochRevocation:
             mint.still_accepted(claims, await core.aio.fetch(claims.sub, claims.jti, claims.session_id, now), now)
         return verdict.stamps
 
-    @_awaited
+    @awaited
     async def get_user_record(self, uid: str) -> Optional[EpochRecord]:
         """Return the user's record (epoch, when and why it last moved), or ``None``."""
         core = self._checker
         return await core.aio.get_user(validation.uid(uid), core.clock())
 
-    @_awaited
+    @awaited
     async def get_global_record(self) -> Optional[EpochRecord]:
         """Return the global record, or ``None`` if the store has lost it."""
         return await self._checker.aio.get_global(self._checker.clock())
 
-    @_awaited
+    @awaited
     async def stats(self) -> StoreStats:
         """Count what the store holds."""
         # An administrative operation: the blocking side only, in a worker thread (it may scan).
         return await asyncio.to_thread(self._checker.sync.stats, self._checker.clock())
 
-    @_awaited
+    @awaited
     async def ready(self) -> bool:
         """Whether the store answers now: what an orchestrator's readiness probe should ask.
 
@@ -669,47 +412,22 @@ class EpochRevocation:
         core.sync.close()
 
 
-@dataclass(frozen=True)
-class AuthxHooks:
-    """What ``install()`` needs from a service besides its public methods (not part of the public API).
-
-    Attributes:
-        minter: Mints and verifies through AuthX's own methods, as they were before ``install()``
-            wrapped them.
-        reads_inline: Whether the store answers without waiting (a local store), so the blocklist
-            callback can be a plain function.
-        max_lifetime: The lifetime, in seconds, assumed for a token minted without an expiry.
-        renew: The implicit refresh's renewal of an access cookie (token, AuthX's payload of it):
-            the renewed token, or ``None`` when it must not be renewed.
-    """
-
-    minter: AuthxMinter
-    reads_inline: bool
-    max_lifetime: float
-    renew: Callable[[str, TokenPayload], Coroutine[Any, Any, Optional[str]]]
-
-
 def authx_hooks(revocation: EpochRevocation) -> AuthxHooks:
     """The hooks ``install()`` plugs into AuthX for ``revocation``, which must have been built with ``auth``.
+
+    Here rather than beside ``AuthxHooks`` because it reads the service's own parts.
 
     Raises:
         ConfigurationError: The service was built without the AuthX instance.
     """
-    checker = revocation._checker
-    return AuthxHooks(
-        minter=revocation._mint.authx("the implicit refresh"),
-        reads_inline=checker.reads_inline,
-        max_lifetime=checker.max_lifetime,
-        renew=revocation._renew,
-    )
+    return AuthxHooks.of(revocation._checker, revocation._mint)
 
 
 # The service's own names, and those its callers imported from here before the check, the
-# validation and the mint rules moved out (kept so their imports keep working).
+# validation, the mint rules and the blocking twin moved out (kept so their imports keep working).
 __all__ = [
     "MAX_ID_LENGTH",
     "MAX_REASON_LENGTH",
-    "AuthxHooks",
     "Clock",
     "DecisionEvent",
     "DecisionHook",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from authx_epoch.errors import ConfigurationError
 from authx_epoch.integrations.authx import DEFAULT_STORE
 from authx_epoch.revocation import EpochRevocation
 from authx_epoch.stores import ROOT_NAMESPACE, Store, check_namespace, open_store
-from authx_epoch.stores.url import StoreURL
+from authx_epoch.stores.url import StoreURL, password_of
 
 #: The environment variable read when ``--store`` is not given.
 STORE_ENV = "AUTHX_EPOCH_STORE"
@@ -44,17 +43,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 # -- errors ----------------------------------------------------------------------------------
 
 
-_PASSWORD = re.compile(r"(?P<head>//[^/@:]*:)(?P<secret>[^@/]*)@")
-
-
 def redact(text: str, url: Optional[str]) -> str:
     """Return ``text`` with the password of ``url`` (if it has one) replaced by ``***``."""
-    if not url:
-        return text
-    match = _PASSWORD.search(url)
-    if match is None or not match.group("secret"):
-        return text
-    return text.replace(match.group("secret"), "***")
+    password = password_of(url) if url else None
+    return text.replace(password, "***") if password else text
 
 
 class CommandError(click.ClickException):

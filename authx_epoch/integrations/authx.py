@@ -45,7 +45,8 @@ from authx_epoch.errors import (
 from authx_epoch.integrations.app import MIDDLEWARE_ORDER, attach, registered_dispatchers, watch_requests
 from authx_epoch.integrations.namespaces import claim_namespace
 from authx_epoch.integrations.verification import JustChecked, authx_verifier
-from authx_epoch.revocation import AuthxHooks, EpochRevocation, authx_hooks
+from authx_epoch.minting import AuthxHooks
+from authx_epoch.revocation import EpochRevocation, authx_hooks
 from authx_epoch.sessions import DEFAULT_REFRESH_REUSE_GRACE, expiry_timestamp
 from authx_epoch.stores import StoreSpec, open_store
 from authx_epoch.stores.namespaces import ROOT_NAMESPACE

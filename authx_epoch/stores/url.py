@@ -48,6 +48,22 @@ def _redis_driver_options() -> frozenset[str]:
     return frozenset(name for name in names if not name.startswith("_"))
 
 
+def password_of(url: str) -> Optional[str]:
+    """The password written in ``url`` (as written, percent-encoding included), or ``None``.
+
+    What to scrub from a text that may quote the URL (a driver's error message). The password is
+    read as the driver reads it: the userinfo ends at the last ``@`` of the netloc. Any text is
+    accepted: one that does not parse as a URL carries no password that can be found.
+    """
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return None
+    userinfo, at, _ = netloc.rpartition("@")
+    password = userinfo.partition(":")[2]
+    return password if at and password else None
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages and logs."""
     parts = urlsplit(url)
@@ -153,4 +169,13 @@ class StoreURL:
         return self.options.get(name)
 
 
-__all__ = ["CACHE_OPTIONS", "CLUSTER_SCHEMES", "REDIS_OPTIONS", "REDIS_SCHEMES", "SCHEMES", "StoreURL", "redact"]
+__all__ = [
+    "CACHE_OPTIONS",
+    "CLUSTER_SCHEMES",
+    "REDIS_OPTIONS",
+    "REDIS_SCHEMES",
+    "SCHEMES",
+    "StoreURL",
+    "password_of",
+    "redact",
+]
