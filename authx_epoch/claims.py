@@ -3,7 +3,7 @@
 The blocklist callback runs *before* AuthX verifies the signature, so everything read here is
 attacker-chosen. Reading is still safe because it can only add rejections: a token this module
 cannot read is left to AuthX, which rejects it on its own, and a rejection is only answered
-after the signature has been verified (see ``revocation.py``). What is parsed is bounded in size.
+after the signature has been verified (see ``checking.py``). What is parsed is bounded in size.
 """
 
 from __future__ import annotations
