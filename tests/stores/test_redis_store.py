@@ -30,8 +30,9 @@ import redis
 import redis.asyncio
 import redis.cluster
 
-from authx_epoch.stores._redis_codec import KeySpace, digest
 from authx_epoch.stores.redis import RedisStore
+from authx_epoch.stores.redis.keys import digest
+from authx_epoch.stores.redis.keyspace import KeySpace
 
 NOW = 1_800_000_000.0
 HOSTILE_UIDS = [
@@ -122,7 +123,8 @@ def test_errors_never_show_the_password() -> None:
 def test_without_the_redis_package_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [name for name in sys.modules if name == "redis" or name.startswith("redis.")]:
         monkeypatch.delitem(sys.modules, name)
-    monkeypatch.delitem(sys.modules, "authx_epoch.stores.redis")
+    for name in [name for name in sys.modules if name.startswith("authx_epoch.stores.redis")]:
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(ConfigurationError, match=r"authx-epoch\[redis\]"):
         open_store("redis://127.0.0.1:6379/0")

@@ -1,54 +1,19 @@
-"""What the Redis stores write and how they read it back: keys, values, scripts. Pure, no I/O.
+"""The keys and script calls of one Redis store, and the reading of every answer. Pure, no I/O.
 
 Both Redis twins (blocking and asyncio) and both deployments (one Redis, Redis Cluster) share
 this module; they only send what it builds and hand back what Redis answered.
-
-Key layout under a prefix ``P`` (``authx-epoch`` by default), in the root namespace::
-
-    P:g                      the global record (no expiry)
-    P:{U}:h                  a hash: field ``r`` the record of the user whose id hashes to U,
-                             fields ``j:J`` that user's revoked jtis J (field ``c``: a sweep cursor)
-    P:s:S                    the record of session S (its generation, expiry and revoked flag)
-
-The keys of namespace ``N`` are the same under ``P~N:`` instead of ``P:`` (``P~N:g``,
-``P~N:{U}:h``, ``P~N:s:S``). Neither prefixes nor namespace names may hold ``~``, so the root's
-``SCAN`` pattern ``P:*`` never matches a namespace's keys, nor ``P~N:*`` another namespace's: a
-wipe, a count or an export of one namespace never touches another.
-
-``U``, ``J`` and ``S`` are the unpadded base64url SHA-256 digests of the UTF-8 ids: 43
-characters whatever the id holds (braces, colons, glob characters, newlines, 16 kB of text), so
-keys never collide, never break the ``{U}`` hash tag, and never carry an attacker-chosen length
-to Redis on the unauthenticated check path. A user's revoked jtis live in the same key as the
-user's record, so eviction (``allkeys-lru``) can only drop them together: the record's loss makes
-every stamped token of that user a rejection, and a revoked jti can never come back on its own.
-A session's revoked flag lives in its record for the same reason. The ids themselves are kept
-inside the values, for ``export``.
-
-Values are msgpack arrays. A record is ``[epoch, created_at, bumped_at, reason, expires_at, uid]``
-with the epoch as a decimal string (Lua, which runs the atomic writes, has only doubles); a
-revoked jti is ``[expires_at, jti, uid]``; a session record is ``[generation, first_generation,
-created_at, expires_at, uid, rotated_at, previous, revoked, session_id, grace_used]`` (generations
-as decimal strings, absent fields ``false``; values written before ``grace_used`` existed have nine
-elements and read as ``false``). Every value carries its own expiry, so reads judge liveness by
-the application's clock; Redis' own expiry (a relative ``PX``) only frees memory. A user's hash
-lives as long as its longest entry; expired jti fields are ignored on read and swept a few at a
-time by the writes to that hash.
+The key layout is described in ``keys``, the values in ``values``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import msgpack
 
-from authx_epoch._memo import Memo
-from authx_epoch.errors import ConfigurationError, SessionOwnerError
+from authx_epoch.errors import SessionOwnerError
 from authx_epoch.records import (
     RECORD_SLACK,
     CheckState,
@@ -64,241 +29,25 @@ from authx_epoch.records import (
     merge_sessions,
 )
 from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace, namespaced_prefix
-
-#: The key prefix used when none is configured.
-DEFAULT_PREFIX = "authx-epoch"
-
-_packer = msgpack.Packer(unicode_errors="surrogatepass", use_bin_type=True)
-
-Value = Optional[bytes]
-#: What a scan reads for one key: a string value, or the fields of a user's hash.
-Scanned = Union[Value, dict[bytes, bytes]]
-
-
-class UnreadableValueError(ValueError):
-    """Redis answered a write with a value this module cannot read (a damaged key)."""
-
-
-def _pack(value: Any) -> bytes:
-    packed: bytes = _packer.pack(value)
-    return packed
-
-
-def _unpack(raw: bytes) -> Any:
-    return msgpack.unpackb(raw, raw=False, unicode_errors="surrogatepass", strict_map_key=False)
-
-
-def _id_bytes(text: str) -> bytes:
-    # surrogatepass: a JSON token may carry lone surrogates ("\ud800") in sub or jti; they must
-    # hash and store like any other id rather than fail the check.
-    return text.encode("utf-8", "surrogatepass")
-
-
-#: How many digests and decoded records each memo keeps. A check hashes the same few ids and
-#: decodes the same few record values over and over; remembering them is a dictionary lookup.
-_MEMO_SIZE = 4096
-#: Ids longer than this are hashed every time, so unverified input cannot fill the memo with
-#: large keys.
-_MEMO_ID_LENGTH = 256
-_digests: Memo[str, bytes] = Memo(_MEMO_SIZE)
-
-
-def digest(text: str) -> bytes:
-    """The fixed-length key part for an id: unpadded base64url of its SHA-256."""
-    found = _digests.get(text)
-    if found is not None:
-        return found
-    value = base64.urlsafe_b64encode(hashlib.sha256(_id_bytes(text)).digest())[:43]
-    if len(text) <= _MEMO_ID_LENGTH:
-        _digests.put(text, value)
-    return value
-
-
-def _glob_escape(data: bytes) -> bytes:
-    out = bytearray()
-    for byte in data:
-        if byte in b"*?[]\\":
-            out += b"\\"
-        out.append(byte)
-    return bytes(out)
-
-
-@dataclass(frozen=True)
-class Script:
-    """A Lua script and its SHA-1, as ``EVALSHA`` needs it."""
-
-    name: str
-    source: str
-    sha: str
-
-
-def _load_scripts() -> dict[str, Script]:
-    folder = resources.files("authx_epoch.stores").joinpath("lua")
-    common = folder.joinpath("common.lua").read_text(encoding="utf-8")
-    scripts = {}
-    for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check"):
-        source = common + "\n" + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-        scripts[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
-    return scripts
-
-
-SCRIPTS = _load_scripts()
-SETUP, ISSUE, BUMP, REVOKE, REPLACE, SESSION, CHECK = (
-    SCRIPTS[name] for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check")
+from authx_epoch.stores.redis.keys import DEFAULT_PREFIX, RECORD_FIELD, check_prefix, digest, glob_escape, id_bytes
+from authx_epoch.stores.redis.scripts import BUMP, CHECK, ISSUE, REPLACE, REVOKE, SESSION, SETUP, Call
+from authx_epoch.stores.redis.values import (
+    Scanned,
+    UnreadableValueError,
+    Value,
+    absent,
+    decode_record,
+    decode_session,
+    encode_record,
+    encode_revoked,
+    encode_session,
+    live,
+    pack,
+    record_uid,
+    revoked_until,
+    session_id_of,
+    unpack,
 )
-
-#: The field of a user's hash that holds the user's record.
-RECORD_FIELD = b"r"
-#: What a damaged session value reads as: revoked, forever (a damaged entry still rejects).
-_DAMAGED_SESSION = SessionRecord(generation=0, first_generation=0, created_at=0.0, expires_at=math.inf, revoked=True)
-
-
-def _absent(value: Any) -> Any:
-    # Lua writes false where Python writes nil (a Lua table cannot hold nil).
-    return None if value is False else value
-
-
-def _float(value: Any) -> Optional[float]:
-    value = _absent(value)
-    return None if value is None else float(value)
-
-
-_records: Memo[bytes, EpochRecord] = Memo(_MEMO_SIZE)
-
-
-def decode_record(raw: Value) -> Optional[EpochRecord]:
-    """Read a record value; ``None`` if missing or unreadable (which the decision treats as lost)."""
-    if raw is None:
-        return None
-    # Records are immutable and their values come from the store, not from the request.
-    found = _records.get(raw)
-    if found is not None:
-        return found
-    record = _decode_record(raw)
-    if record is not None:
-        _records.put(raw, record)
-    return record
-
-
-def _decode_record(raw: bytes) -> Optional[EpochRecord]:
-    try:
-        fields = _unpack(raw)
-        epoch = int(fields[0])
-        created_at = float(fields[1])
-        reason = _absent(fields[3])
-        return EpochRecord(
-            epoch=epoch,
-            created_at=created_at,
-            bumped_at=_float(fields[2]),
-            reason=reason if isinstance(reason, str) else None,
-            expires_at=_float(fields[4]),
-        )
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
-        return None
-
-
-def _record_uid(raw: bytes) -> Optional[str]:
-    try:
-        uid = _absent(_unpack(raw)[5])
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
-        return None
-    return uid if isinstance(uid, str) else None
-
-
-def encode_record(record: EpochRecord, uid: Optional[str]) -> bytes:
-    """The value that stores ``record`` (of ``uid``, or of the global scope when ``None``)."""
-    return _pack([str(record.epoch), record.created_at, record.bumped_at, record.reason, record.expires_at, uid])
-
-
-def _revoked_until(raw: Value) -> Optional[float]:
-    """When a revoked-id value expires; ``inf`` if unreadable (a damaged entry still rejects)."""
-    if raw is None:
-        return None
-    try:
-        return float(_unpack(raw)[0])
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
-        return math.inf
-
-
-def encode_revoked(expires_at: float, ident: str, uid: Optional[str]) -> bytes:
-    """The value of a revoked jti or session id."""
-    return _pack([float(expires_at), ident, uid])
-
-
-def _generation(value: Any) -> Optional[int]:
-    value = _absent(value)
-    return None if value is None else int(value)
-
-
-def decode_session(raw: Value) -> Optional[SessionRecord]:
-    """Read a session value; ``None`` if missing. A damaged one reads as revoked (it still rejects)."""
-    if raw is None:
-        return None
-    try:
-        fields = _unpack(raw)
-        if isinstance(fields[0], (int, float)):
-            # Written before session records existed: [expires_at, session_id, uid], a revoked id.
-            return SessionRecord(0, 0, 0.0, float(fields[0]), revoked=True)
-        uid = _absent(fields[4])
-        generation, first = int(fields[0]), int(fields[1])
-        return SessionRecord(
-            generation=generation,
-            first_generation=first,
-            created_at=float(fields[2]),
-            expires_at=float(fields[3]),
-            uid=uid if isinstance(uid, str) else None,
-            rotated_at=_float(fields[5]),
-            previous=_generation(fields[6]),
-            revoked=bool(_absent(fields[7])),
-            # Written before grace_used existed: nine elements, the grace not yet used.
-            grace_used=len(fields) > 9 and bool(_absent(fields[9])),
-        )
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
-        return _DAMAGED_SESSION
-
-
-def encode_session(record: SessionRecord, session_id: str) -> bytes:
-    """The value that stores a session's record, exactly as the scripts write one (absent fields ``false``)."""
-
-    def absent(value: Any) -> Any:
-        return False if value is None else value
-
-    return _pack(
-        [
-            str(record.generation),
-            str(record.first_generation),
-            float(record.created_at),
-            float(record.expires_at),
-            absent(record.uid),
-            absent(None if record.rotated_at is None else float(record.rotated_at)),
-            absent(None if record.previous is None else str(record.previous)),
-            record.revoked,
-            session_id,
-            record.grace_used,
-        ]
-    )
-
-
-def _session_id_of(raw: bytes) -> Optional[str]:
-    try:
-        fields = _unpack(raw)
-        sid = _absent(fields[1] if isinstance(fields[0], (int, float)) else fields[8])
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException):
-        return None
-    return sid if isinstance(sid, str) else None
-
-
-def _live(record: Optional[EpochRecord], now: float) -> Optional[EpochRecord]:
-    return record if record is not None and record.is_live(now) else None
-
-
-@dataclass(frozen=True)
-class Call:
-    """One script invocation: which script, on which keys, with which arguments."""
-
-    script: Script
-    keys: list[bytes]
-    args: list[Union[bytes, str]]
 
 
 class KeySpace:
@@ -316,24 +65,14 @@ class KeySpace:
 
     def __init__(self, prefix: str = DEFAULT_PREFIX, *, cluster: bool = False, namespace: str = ROOT_NAMESPACE) -> None:
         """Validate ``prefix`` and ``namespace`` and precompute the fixed keys."""
-        if not isinstance(prefix, str) or not prefix:
-            raise ConfigurationError(f"the Redis key prefix must be a non-empty string, got {prefix!r}")
-        if "{" in prefix or "}" in prefix:
-            raise ConfigurationError(
-                f"the Redis key prefix must not contain '{{' or '}}' (they select Cluster hash slots), got {prefix!r}"
-            )
-        if "~" in prefix:
-            raise ConfigurationError(
-                f"the Redis key prefix must not contain '~' (it separates namespaces: use namespace=), got {prefix!r}"
-            )
-        self.prefix = prefix
+        self.prefix = check_prefix(prefix)
         self.cluster = cluster
         self.namespace = check_namespace(namespace)
         #: The prefix of this namespace's keys and of its local-cache channel.
         self.keys_prefix = namespaced_prefix(prefix, self.namespace)
-        self._p = _id_bytes(self.keys_prefix) + b":"
+        self._p = id_bytes(self.keys_prefix) + b":"
         self.global_key = self._p + b"g"
-        self.pattern = _glob_escape(self._p) + b"*"
+        self.pattern = glob_escape(self._p) + b"*"
 
     def with_namespace(self, namespace: str) -> KeySpace:
         """The same keys in another namespace."""
@@ -396,12 +135,12 @@ class KeySpace:
         On a single Redis that is the answer of ``check_call``; on Cluster the caller assembles it
         from the reads of the user's slot, the global record and the session record.
         """
-        jti_until = _revoked_until(values[1])
+        jti_until = revoked_until(values[1])
         session = decode_session(values[3])
         if session is not None and not session.expires_at > now:
             session = None
         return CheckState(
-            _live(decode_record(values[0]), now),
+            live(decode_record(values[0]), now),
             decode_record(values[2]),
             jti_until is not None and jti_until > now,
             session is not None and session.revoked,
@@ -412,7 +151,7 @@ class KeySpace:
 
     def setup_call(self, now: float) -> Call:
         """Create the global record if missing; the script returns it."""
-        return Call(SETUP, [self.global_key], [_pack([str(clock_epoch(now)), now])])
+        return Call(SETUP, [self.global_key], [pack([str(clock_epoch(now)), now])])
 
     def issue_call(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Call:
         """Ensure the user's record lives until ``expires_at``; on one Redis, the global and session records too.
@@ -427,7 +166,7 @@ class KeySpace:
         if with_session:
             assert session_id is not None
             keys.append(self.session_key(session_id))
-        args = _pack(
+        args = pack(
             [
                 str(clock_epoch(now)),
                 now,
@@ -442,7 +181,7 @@ class KeySpace:
 
     def ensure_session_call(self, uid: str, session_id: str, now: float, expires_at: float) -> Call:
         """Ensure a session's record lives until ``expires_at`` (on Cluster, next to ``issue_call``)."""
-        args = _pack([str(clock_epoch(now)), now, expires_at, expires_at + RECORD_SLACK, uid, session_id])
+        args = pack([str(clock_epoch(now)), now, expires_at, expires_at + RECORD_SLACK, uid, session_id])
         return Call(SESSION, [self.session_key(session_id)], [b"ensure", args])
 
     @staticmethod
@@ -478,11 +217,11 @@ class KeySpace:
 
     def bump_user_call(self, uid: str, now: float, reason: Optional[str], expires_at: float) -> Call:
         """Atomically bump ``uid``'s epoch."""
-        return Call(BUMP, [self.user_key(uid)], [_pack([str(clock_epoch(now)), now, reason, expires_at, uid])])
+        return Call(BUMP, [self.user_key(uid)], [pack([str(clock_epoch(now)), now, reason, expires_at, uid])])
 
     def bump_global_call(self, now: float, reason: Optional[str]) -> Call:
         """Atomically bump the global epoch."""
-        return Call(BUMP, [self.global_key], [_pack([str(clock_epoch(now)), now, reason, None, None])])
+        return Call(BUMP, [self.global_key], [pack([str(clock_epoch(now)), now, reason, None, None])])
 
     def revoke_token_call(self, uid: str, jti: str, expires_at: float, now: float) -> Call:
         """Put ``jti`` of ``uid`` in the user's hash until ``expires_at``."""
@@ -494,7 +233,7 @@ class KeySpace:
 
         With ``uid``, a live record of another user is left alone (see ``revocation``).
         """
-        args = _pack([str(clock_epoch(now)), now, float(expires_at), session_id, uid if uid is not None else False])
+        args = pack([str(clock_epoch(now)), now, float(expires_at), session_id, uid if uid is not None else False])
         return Call(SESSION, [self.session_key(session_id)], [b"revoke", args])
 
     @staticmethod
@@ -512,7 +251,7 @@ class KeySpace:
         self, session_id: str, uid: str, presented: int, now: float, grace: float, expires_at: float
     ) -> Call:
         """Rotate a session of ``uid`` atomically (see ``records.rotate``; the script mirrors it)."""
-        args = _pack([str(clock_epoch(now)), now, str(presented), float(grace), float(expires_at), uid])
+        args = pack([str(clock_epoch(now)), now, str(presented), float(grace), float(expires_at), uid])
         return Call(SESSION, [self.session_key(session_id)], [b"rotate", args])
 
     @staticmethod
@@ -575,7 +314,7 @@ class KeySpace:
             value = encode_session(session, entry.key)
             return Call(REPLACE, [key], [current or b"", value, until, repr(float(now)), b""])
         assert entry.record is not None
-        old = _live(decode_record(current), now)
+        old = live(decode_record(current), now)
         merged = merge_records(old, entry.record)
         uid = entry.key if entry.kind == "user" else None
         args: list[Union[bytes, str]] = [
@@ -595,12 +334,10 @@ class KeySpace:
         for key, raw in items:
             key_kind = self.kind_of(key)
             if key_kind == "user" and isinstance(raw, dict):
-                record = _live(decode_record(raw.get(RECORD_FIELD)), now)
+                record = live(decode_record(raw.get(RECORD_FIELD)), now)
                 counts["user"] += record is not None
                 counts["token"] += sum(
-                    1
-                    for field, value in raw.items()
-                    if field.startswith(b"j:") and (_revoked_until(value) or 0.0) > now
+                    1 for field, value in raw.items() if field.startswith(b"j:") and (revoked_until(value) or 0.0) > now
                 )
             elif key_kind == "session" and isinstance(raw, bytes):
                 session = self.session_of(raw, now)
@@ -629,25 +366,25 @@ class KeySpace:
                 yield from self._user_entries(raw, now)
             elif kind == "session" and isinstance(raw, bytes):
                 session = self.session_of(raw, now)
-                sid = _session_id_of(raw)
+                sid = session_id_of(raw)
                 if session is not None and sid is not None:
                     yield SnapshotEntry("session", sid, expires_at=session.expires_at, session=session)
 
     def _user_entries(self, fields: dict[bytes, bytes], now: float) -> Iterator[SnapshotEntry]:
         raw_record = fields.get(RECORD_FIELD)
         if raw_record is not None:
-            record = _live(decode_record(raw_record), now)
-            uid = _record_uid(raw_record)
+            record = live(decode_record(raw_record), now)
+            uid = record_uid(raw_record)
             if record is not None and uid is not None:
                 yield SnapshotEntry("user", uid, record=record)
         for field, value in fields.items():
             if not field.startswith(b"j:"):
                 continue
             try:
-                until, ident, owner = _unpack(value)[:3]
+                until, ident, owner = unpack(value)[:3]
                 until = float(until)
             except (ValueError, TypeError, IndexError, msgpack.UnpackException):
                 continue
             if until > now and isinstance(ident, str):
-                owner = _absent(owner)
+                owner = absent(owner)
                 yield SnapshotEntry("token", ident, expires_at=until, uid=owner if isinstance(owner, str) else None)
