@@ -41,6 +41,7 @@ from authx_epoch.stores.redis.clients import (
 from authx_epoch.stores.redis.flows import RedisFlows
 from authx_epoch.stores.redis.keys import DEFAULT_PREFIX
 from authx_epoch.stores.redis.keyspace import KeySpace
+from authx_epoch.stores.redis.pipe import NOT_ANSWERED, check_script
 from authx_epoch.stores.redis.requests import Command, Eval, ScanBatch, Together, evalsha, evalsha_async
 from authx_epoch.stores.url import StoreURL
 
@@ -275,10 +276,16 @@ class RedisStore(RedisFlows):
 
     async def execute_async(self, request: Any) -> Any:
         """Do one request of the request path with this event loop's client."""
-        client = await self._async_clients.get()
+        clients = self._async_clients
+        client = await clients.get()
         kind = type(request)
         if kind is Eval:
-            return await evalsha_async(client, self._async_clients, request)
+            if request.read_only and clients.slot is not None and clients.read_only_scripts:
+                # The check: through this loop's pipelined connection when it can answer.
+                reply = await check_script(clients.slot, request.call)
+                if reply is not NOT_ANSWERED:
+                    return reply
+            return await evalsha_async(client, clients, request)
         if kind is Command:
             return await getattr(client, request.name)(*request.args)
         if kind is Together:

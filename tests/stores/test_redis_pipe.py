@@ -1,0 +1,215 @@
+"""The check's own pipelined connection (``stores/redis/pipe.py``), on real Redis servers.
+
+Concurrent checks share one write; replies go to the right callers, even around a cancelled
+one; a password and a database are honoured; every way the connection can fail ends in the
+documented ``StoreUnavailableError`` or in redis-py answering, never in a wrong answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from authx_epoch.errors import StoreUnavailableError
+from tests.plugins.redis_servers import RedisServer, unique_prefix
+
+pytest.importorskip("redis")
+pytest.importorskip("hiredis")
+import redis
+
+from authx_epoch.stores.redis import RedisStore
+from authx_epoch.stores.redis.pipe import Pipe
+
+pytestmark = [pytest.mark.redis, pytest.mark.anyio]
+
+NOW = 1_800_000_000.0
+
+
+def _pipe(store: RedisStore) -> Pipe:
+    slot = store._async_clients.slot
+    assert slot is not None
+    assert slot.pipe is not None
+    return slot.pipe
+
+
+def _check_scripts(admin: Any) -> int:
+    stats = admin.info("commandstats")
+    return int(stats.get("cmdstat_evalsha_ro", {}).get("calls", 0))
+
+
+async def test_concurrent_checks_share_one_write_and_get_their_own_answers(private_redis: RedisServer) -> None:
+    store = RedisStore.from_url(private_redis.url)
+    admin = private_redis.client()
+    try:
+        store.sync.setup(NOW)
+        epochs = {}
+        for index in range(32):
+            uid = f"user-{index}"
+            for _ in range(index % 4):
+                store.sync.bump_user(uid, NOW, None, NOW + 900)
+            epochs[uid] = store.sync.issue(uid, NOW, NOW + 900).user_epoch
+        await store.aio.fetch("user-0", None, None, NOW)  # open the connection
+        pipe = _pipe(store)
+        writes, before = pipe.writes, _check_scripts(admin)
+        states = await asyncio.gather(*(store.aio.fetch(uid, None, None, NOW) for uid in epochs))
+        assert pipe.writes == writes + 1
+        # Still one command per check, counted by the server.
+        assert _check_scripts(admin) == before + 32
+        assert [state.user.epoch if state.user else None for state in states] == list(epochs.values())
+    finally:
+        admin.close()
+        await store.aio.close()
+        store.close()
+
+
+async def test_a_cancelled_check_does_not_shift_the_replies_of_the_others(private_redis: RedisServer) -> None:
+    store = RedisStore.from_url(private_redis.url)
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        for _ in range(3):
+            store.sync.bump_user("bob", NOW, None, NOW + 900)
+        store.sync.issue("bob", NOW, NOW + 900)
+        await store.aio.fetch("alice", None, None, NOW)
+        first = asyncio.ensure_future(store.aio.fetch("alice", None, None, NOW))
+        cancelled = asyncio.ensure_future(store.aio.fetch("bob", None, None, NOW))
+        last = asyncio.ensure_future(store.aio.fetch("bob", "j", None, NOW))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        alice, bob = await first, await last
+        assert alice.user is not None
+        assert bob.user is not None
+        assert (alice.user.epoch, bob.user.epoch) == (
+            store.sync.get_user("alice", NOW).epoch,  # type: ignore[union-attr]
+            store.sync.get_user("bob", NOW).epoch,  # type: ignore[union-attr]
+        )
+        assert alice.user.epoch != bob.user.epoch
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        # The connection is still in step: the next check reads its own answer.
+        again = await store.aio.fetch("alice", None, None, NOW)
+        assert again.user == alice.user
+    finally:
+        await store.aio.close()
+        store.close()
+
+
+async def test_a_password_and_a_database_are_honoured(private_redis: RedisServer) -> None:
+    server = private_redis
+    admin = server.client()
+    admin.config_set("requirepass", "s3cret")
+    admin.close()
+    try:
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/3"
+        store = RedisStore.from_url(url, prefix=unique_prefix())
+        store.sync.setup(NOW)
+        stamps = store.sync.issue("alice", NOW, NOW + 900)
+        state = await store.aio.fetch("alice", None, None, NOW)
+        assert state.user is not None
+        assert state.user.epoch == stamps.user_epoch
+        assert _pipe(store).calls >= 3  # AUTH, SELECT and the check went through it
+        # A wrong password: no connection of either kind, so the documented store error.
+        wrong = RedisStore.from_url(f"redis://:nope@127.0.0.1:{server.port}/3", prefix=store._keys.prefix)
+        with pytest.raises(StoreUnavailableError) as caught:
+            await wrong.aio.fetch("alice", None, None, NOW)
+        assert "nope" not in str(caught.value)
+        assert wrong._async_clients.slot is not None
+        assert wrong._async_clients.slot.pipe is None
+        await wrong.aio.close()
+        wrong.close()
+        await store.aio.close()
+        store.close()
+    finally:
+        admin = redis.Redis(port=server.port, password="s3cret")
+        admin.config_set("requirepass", "")
+        admin.close()
+
+
+async def test_a_hung_redis_is_a_store_error_within_the_timeout_then_checks_resume(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisStore.from_url(private_redis.url, socket_timeout=0.3)
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        await store.aio.fetch("alice", None, None, NOW)
+        private_redis.pause()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        results = await asyncio.gather(
+            *(store.aio.fetch("alice", None, None, NOW) for _ in range(4)), return_exceptions=True
+        )
+        assert all(isinstance(result, StoreUnavailableError) for result in results), results
+        assert loop.time() - started < 2.0
+        private_redis.resume()
+        state = await store.aio.fetch("alice", None, None, NOW)
+        assert state.user is not None
+    finally:
+        private_redis.resume()
+        await store.aio.close()
+        store.close()
+
+
+async def test_a_killed_connection_or_a_restart_costs_no_check(private_redis: RedisServer) -> None:
+    store = RedisStore.from_url(private_redis.url)
+    admin = private_redis.client()
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        await store.aio.fetch("alice", None, None, NOW)
+        first = _pipe(store)
+        admin.client_kill_filter(_type="normal", skipme=True)
+        state = await store.aio.fetch("alice", None, None, NOW)
+        assert state.user is not None
+        # The server forgets its scripts (SCRIPT FLUSH, a restart): the check still answers.
+        admin.script_flush()
+        state = await store.aio.fetch("alice", None, None, NOW)
+        assert state.user is not None
+        # Later checks go through a new connection again.
+        await store.aio.fetch("alice", None, None, NOW)
+        assert _pipe(store) is not first
+    finally:
+        admin.close()
+        await store.aio.close()
+        store.close()
+
+
+async def test_redis_down_is_a_store_error_and_the_connection_comes_back(private_redis: RedisServer) -> None:
+    store = RedisStore.from_url(private_redis.url)
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        await store.aio.fetch("alice", None, None, NOW)
+        private_redis.stop()
+        with pytest.raises(StoreUnavailableError):
+            await store.aio.fetch("alice", None, None, NOW)
+        private_redis.start()
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        # redis-py answers until the check connection may be tried again; never a wrong answer.
+        state = await store.aio.fetch("alice", None, None, NOW)
+        assert state.user is not None
+    finally:
+        await store.aio.close()
+        store.close()
+
+
+def test_clients_it_does_not_speak_use_redis_py() -> None:
+    from authx_epoch.stores.redis.pipe import pipe_settings
+
+    plain = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/2")
+    assert pipe_settings(plain) == {
+        "host": "127.0.0.1",
+        "port": 6379,
+        "path": None,
+        "username": None,
+        "password": None,
+        "db": 2,
+        "socket_timeout": None,
+        "socket_connect_timeout": None,
+    }
+    for url in ("rediss://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0?protocol=3"):
+        assert pipe_settings(redis.asyncio.Redis.from_url(url)) is None, url
+    assert pipe_settings(redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)) is None
