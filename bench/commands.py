@@ -8,6 +8,7 @@ command the server *executed*, scripts' inner calls included (``CONFIG RESETSTAT
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -60,6 +61,30 @@ class _Monitor(threading.Thread):
                 self.sent[name] = self.sent.get(name, 0) + 1
 
 
+#: Checks in flight at once when counting round trips.
+CONCURRENCY = 32
+
+
+def _reads(clients: Sequence[redis.Redis]) -> int:
+    return sum(int(client.info("stats")["total_reads_processed"]) for client in clients)
+
+
+async def _round_trips(built: Built, token: str, clients: Sequence[redis.Redis], checks: int) -> dict[str, Any]:
+    """How many checks share a round trip with ``CONCURRENCY`` in flight, counted by the server.
+
+    Redis counts every read of a client's socket (``total_reads_processed``): one per round trip,
+    whatever number of commands the read carried. Each ``INFO`` is one read of its own.
+    """
+    before = _reads(clients)
+    done = 0
+    while done < checks:
+        batch = min(CONCURRENCY, checks - done)
+        await asyncio.gather(*(built.auth.is_token_in_blocklist(token) for _ in range(batch)))
+        done += batch
+    reads = _reads(clients) - before - len(clients)
+    return {"checks": checks, "in_flight": CONCURRENCY, "reads": reads, "checks_per_round_trip": checks / max(reads, 1)}
+
+
 async def run(
     built_variants: Sequence[Built],
     tokens: Mapping[str, list[str]],
@@ -95,6 +120,7 @@ async def run(
                 if name not in ("config", "info", "echo", "ping"):
                     sent[name] = sent.get(name, 0) + count
         results[built.variant.name] = {
+            "concurrent": await _round_trips(built, token, clients, checks),
             "checks": checks,
             "commands_per_check": sum(sent.values()) / checks,
             "sent": sent,

@@ -111,6 +111,13 @@ def extras(results: dict[str, Any]) -> list[str]:
             f"commands of {name} over {counts['checks']} checks: sent {counts['sent']}, "
             f"executed by the server (scripts' inner calls included) {counts['by_command']}"
         )
+        concurrent = counts.get("concurrent")
+        if concurrent:
+            lines.append(
+                f"round trips of {name} with {concurrent['in_flight']} checks in flight: "
+                f"{concurrent['checks_per_round_trip']:.1f} checks per read of the socket, counted by the server "
+                f"({concurrent['checks']:,} checks, {concurrent['reads']:,} reads)"
+            )
     for name, reason in results.get("skipped", {}).items():
         lines.append(f"skipped {name}: {reason}")
     lines += [f"note: {note}" for note in results.get("notes", [])]

@@ -114,16 +114,22 @@ class Pipe(asyncio.Protocol):
     # -- calls ---------------------------------------------------------------------------------
 
     def call(self, packed: bytes) -> asyncio.Future[Any]:
-        """Send ``packed`` with the calls made in this turn of the loop; the future gets its reply."""
+        """Send ``packed`` (at once, or with the calls made in this turn of the loop); the future gets its reply."""
         if self.broken is not None:
             # Whatever broke it (a late reply, a lost connection), a new call never waited for
             # anything: it may go elsewhere at once.
             raise redis.ConnectionError(f"the check connection is broken: {self.broken}")
         future = self.loop.create_future()
-        if not self.outgoing:
-            self.loop.call_soon(self.flush)
-        self.outgoing.append(packed)
         self.calls += 1
+        if not self.waiting and self.transport is not None:
+            # Nothing in flight: write at once (a lone check waits for no other turn of the loop).
+            self.writes += 1
+            self.transport.write(packed)
+        else:
+            # Calls made while others are in flight are written together at the next turn.
+            if not self.outgoing:
+                self.loop.call_soon(self.flush)
+            self.outgoing.append(packed)
         deadline = self.loop.time() + self.timeout if self.timeout is not None else float("inf")
         self.waiting.append((future, deadline))
         if self.watchdog is None and self.timeout is not None:
