@@ -16,7 +16,7 @@ from typing import Optional
 
 from authx_epoch.errors import ConfigurationError, StoreUnavailableError
 from authx_epoch.stores.sqlite.memo import CheckMemo
-from authx_epoch.stores.sqlite.schema import SCHEMA_VERSION, table_names, upgrade, user_version
+from authx_epoch.stores.sqlite.schema import SCHEMA_VERSION, table_names, upgrade, user_version, write_transaction
 
 
 class DatabaseFile:
@@ -113,17 +113,12 @@ class DatabaseFile:
             # An empty file (deleted and recreated under a live store) has no tables: reads find
             # nothing, which is lost state (a rejection). A version-0 file with tables needs the upgrade.
             return bool(table_names(conn))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             # Another process may have upgraded the file while this one waited for the lock.
             version = user_version(conn)
             if version != SCHEMA_VERSION:
                 self._known(version)
                 upgrade(conn, time.time())
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return False
 
     def _known(self, version: int) -> None:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Optional
 
 from authx_epoch.records import EpochRecord, SessionRecord, clock_epoch
@@ -264,3 +266,18 @@ def read_session(
     """The session record ``session_id`` of namespace ``ns``, or ``None``; expired ones too if ``expired_too``."""
     row = conn.execute(GET_SESSION, (ns, session_id, -math.inf if expired_too else now)).fetchone()
     return session_record(row) if row is not None else None
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE``, then ``COMMIT``, or ``ROLLBACK`` if anything fails (the commit included).
+
+    The write lock is taken before the first read, so what the block reads stays true until it commits.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

@@ -20,6 +20,7 @@ from authx_epoch.stores.sqlite.schema import (
     read_session,
     session_record,
     session_row,
+    write_transaction,
 )
 
 
@@ -55,8 +56,7 @@ def merge_entries(conn: sqlite3.Connection, ns: str, checked: list[SnapshotEntry
         How many entries were merged (expired and unknown ones are skipped); see ``Store.import_entries``.
     """
     count = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for entry in checked:
             if entry.kind in ("global", "user") and entry.record is not None:
                 scope = GLOBAL_SCOPE if entry.kind == "global" else USER_PREFIX + entry.key
@@ -95,8 +95,4 @@ def merge_entries(conn: sqlite3.Connection, ns: str, checked: list[SnapshotEntry
             else:
                 continue
             count += 1
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return count

@@ -49,6 +49,7 @@ from authx_epoch.stores.sqlite.schema import (
     read_session,
     session_row,
     unstorable,
+    write_transaction,
 )
 from authx_epoch.stores.sqlite.snapshot import merge_entries, namespace_entries
 
@@ -210,8 +211,7 @@ class SqliteStore(Store):
             ):
                 generation = session.generation if session is not None else None
                 return Stamps(user_epoch=user.epoch, global_epoch=global_.epoch, session_generation=generation)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 changed = None
                 if session_id is not None:
                     # Read again inside the write transaction: another process may have moved it.
@@ -232,10 +232,6 @@ class SqliteStore(Store):
                     assert session is not None
                     generation = session.generation
                 self._purge(conn, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         return Stamps(user_epoch=user_row[0], global_epoch=global_row[0], session_generation=generation)
 
     def _get_session(
@@ -252,16 +248,11 @@ class SqliteStore(Store):
         """Read a session record, compute its change and write it, in one write transaction."""
         with self._errors():
             conn = self._connection(write=True)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 result, write = change(self._get_session(conn, session_id, now, expired_too=True))
                 if write is not None:
                     conn.execute(PUT_SESSION, session_row(self._namespace, session_id, write))
                     self._purge(conn, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         return result
 
     def rotate_session(
@@ -365,14 +356,9 @@ class SqliteStore(Store):
         ns = self._namespace
         with self._errors():
             conn = self._connection(write=True)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(conn):
                 for table in ("epochs", "revoked_tokens", "sessions"):
                     conn.execute(f"DELETE FROM {table} WHERE ns = ?", (ns,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
     def close(self) -> None:
         """Close every connection this store opened, in every thread (nothing for a namespace view)."""
