@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from authx_epoch.errors import StoreUnavailableError
-from tests.plugins.redis_servers import RedisServer, unique_prefix
+from tests.plugins.redis_servers import RedisCluster, RedisServer, unique_prefix
 
 pytest.importorskip("redis")
 pytest.importorskip("hiredis")
 import redis
 
 from authx_epoch.stores.redis import RedisStore
-from authx_epoch.stores.redis.pipe import Pipe
+from authx_epoch.stores.redis.pipe import NOT_ANSWERED, Pipe, cluster_read
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
@@ -28,7 +28,7 @@ NOW = 1_800_000_000.0
 
 
 def _pipe(store: RedisStore) -> Pipe:
-    slot = store._async_clients.slot
+    slot = store._async_clients.pipes.main
     assert slot is not None
     assert slot.pipe is not None
     return slot.pipe
@@ -116,8 +116,8 @@ async def test_a_password_and_a_database_are_honoured(private_redis: RedisServer
         with pytest.raises(StoreUnavailableError) as caught:
             await wrong.aio.fetch("alice", None, None, NOW)
         assert "nope" not in str(caught.value)
-        assert wrong._async_clients.slot is not None
-        assert wrong._async_clients.slot.pipe is None
+        assert wrong._async_clients.pipes is not None
+        assert wrong._async_clients.pipes.main.pipe is None  # type: ignore[union-attr]
         await wrong.aio.close()
         wrong.close()
         await store.aio.close()
@@ -202,6 +202,7 @@ def test_clients_it_does_not_speak_use_redis_py() -> None:
 
     plain = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/2")
     assert pipe_settings(plain) == {
+        "cluster": False,
         "host": "127.0.0.1",
         "port": 6379,
         "path": None,
@@ -214,3 +215,50 @@ def test_clients_it_does_not_speak_use_redis_py() -> None:
     for url in ("rediss://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0?protocol=3"):
         assert pipe_settings(redis.asyncio.Redis.from_url(url)) is None, url
     assert pipe_settings(redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)) is None
+
+
+@pytest.mark.cluster
+async def test_cluster_checks_read_each_node_through_its_own_connection(redis_cluster: RedisCluster) -> None:
+    store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
+    try:
+        store.sync.setup(NOW)
+        users = [f"user-{index}" for index in range(32)]
+        expected = [store.sync.issue(uid, NOW, NOW + 900).user_epoch for uid in users]
+        store.sync.revoke_token("user-3", "j", NOW + 900, NOW)
+        states = await asyncio.gather(*(store.aio.fetch(uid, "j", None, NOW) for uid in users))
+        assert [state.user.epoch if state.user else None for state in states] == expected
+        assert [state.jti_revoked for state in states] == [uid == "user-3" for uid in users]
+        pipes = store._async_clients.pipes
+        assert pipes is not None
+        assert pipes.main is None
+        # The users' hashes spread over the three masters, and the global record is on one of them.
+        assert len(pipes.nodes) == 3
+        calls = sum(slot.pipe.calls for slot in pipes.nodes.values() if slot.pipe is not None)
+        assert calls == 2 * 32
+    finally:
+        store.sync.wipe()
+        await store.aio.close()
+        store.close()
+
+
+@pytest.mark.cluster
+async def test_a_read_sent_to_the_wrong_node_goes_to_redis_py(redis_cluster: RedisCluster) -> None:
+    store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
+    try:
+        store.sync.setup(NOW)
+        await store.aio.fetch("alice", None, None, NOW)
+        client = await store._async_clients.get()
+        pipes = store._async_clients.pipes
+        assert pipes is not None
+        key = store._keys.global_key
+        owner = client.get_node_from_key(key)
+        assert owner is not None
+        other = next(server for server in redis_cluster.servers if server.port != int(owner.port))
+        # A slot map gone stale (a resharding): the node answers MOVED, and redis-py, which
+        # follows redirections, reads it instead.
+        assert await cluster_read(pipes.node("127.0.0.1", other.port), "get", (key,)) is NOT_ANSWERED
+        assert await cluster_read(pipes.node(owner.host, int(owner.port)), "get", (key,)) is not None
+    finally:
+        store.sync.wipe()
+        await store.aio.close()
+        store.close()

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from authx_epoch.errors import ConfigurationError
-from authx_epoch.stores.redis.pipe import PipeSlot, pipe_settings
+from authx_epoch.stores.redis.pipe import Pipes, pipe_settings
 from authx_epoch.stores.url import redact
 
 #: Default socket and connect timeouts (seconds): a hung Redis fails a request fast.
@@ -154,7 +154,7 @@ def _close_now(client: AnyAsyncRedis) -> None:
             continue
 
 
-async def _keeper(client: AnyAsyncRedis, slot: Optional[PipeSlot]) -> AsyncIterator[None]:
+async def _keeper(client: AnyAsyncRedis, pipes: Optional[Pipes]) -> AsyncIterator[None]:
     """Closes ``client`` (and the loop's check connection) when its event loop shuts down, or when the store is dropped.
 
     An asyncio client is bound to the loop it first ran on and can only be closed there. The
@@ -164,8 +164,8 @@ async def _keeper(client: AnyAsyncRedis, slot: Optional[PipeSlot]) -> AsyncItera
     try:
         yield
     finally:
-        if slot is not None:
-            slot.close()
+        if pipes is not None:
+            pipes.close()
         _close_now(client)
 
 
@@ -182,12 +182,12 @@ class AsyncClients:
         self.fixed = fixed
         # A client per event loop for the clients this store builds (tests, asyncio.run() per job).
         self.clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any, asyncio.Task[None], Optional[PipeSlot]]
+            asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any, asyncio.Task[None], Optional[Pipes]]
         ] = weakref.WeakKeyDictionary()
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.client: Optional[AnyAsyncRedis] = None
-        #: The running loop's check connection (``None`` where redis-py serves the checks).
-        self.slot: Optional[PipeSlot] = None
+        #: The running loop's check connections (``None`` where redis-py serves the checks).
+        self.pipes: Optional[Pipes] = None
         #: Whether the server has EVALSHA_RO (Redis 7.0 and later); learnt on first use.
         self.read_only_scripts = True
 
@@ -202,20 +202,20 @@ class AsyncClients:
         if found is None:
             client = self.factory()
             settings = pipe_settings(client)
-            slot = PipeSlot(settings) if settings is not None else None
-            keeper = _keeper(client, slot)
+            pipes = Pipes(settings) if settings is not None else None
+            keeper = _keeper(client, pipes)
             await keeper.__anext__()  # never suspends: no other caller can slip in before the entry exists
-            found = self.clients[loop] = (client, keeper, loop.create_task(_initialize(client)), slot)
-        client, keeper, ready, slot = found
+            found = self.clients[loop] = (client, keeper, loop.create_task(_initialize(client)), pipes)
+        client, keeper, ready, pipes = found
         if ready.done() and not ready.cancelled() and ready.exception() is not None:
             # The first contact failed (Redis down at start-up): try again on this call.
             ready = loop.create_task(_initialize(client))
-            self.clients[loop] = (client, keeper, ready, slot)
+            self.clients[loop] = (client, keeper, ready, pipes)
         # Every caller waits for the one initialization: a Cluster client that many requests
         # start using at once otherwise maps the cluster several times over, dropping the
         # connections of commands in flight (which redis-py then retries, running them twice).
         await asyncio.shield(ready)
-        self.loop, self.client, self.slot = loop, client, slot
+        self.loop, self.client, self.pipes = loop, client, pipes
         return client
 
     def close_idle(self) -> None:
@@ -226,25 +226,25 @@ class AsyncClients:
         """
         if self.fixed is not None:
             return
-        for loop, (client, _, _, slot) in list(self.clients.items()):
+        for loop, (client, _, _, pipes) in list(self.clients.items()):
             if not loop.is_running():
                 self.clients.pop(loop, None)
-                if slot is not None:
-                    slot.close()
+                if pipes is not None:
+                    pipes.close()
                 _close_now(client)
         if self.loop is not None and not self.loop.is_running():
-            self.loop = self.client = self.slot = None
+            self.loop = self.client = self.pipes = None
 
     async def close(self) -> None:
         """Close the running event loop's client, if the store built it."""
         if self.fixed is not None:
             return
         found = self.clients.pop(asyncio.get_running_loop(), None)
-        self.loop = self.client = self.slot = None
+        self.loop = self.client = self.pipes = None
         if found is not None:
-            client, keeper, _, slot = found
-            if slot is not None:
-                slot.close()
+            client, keeper, _, pipes = found
+            if pipes is not None:
+                pipes.close()
             try:
                 await client.aclose()
             finally:

@@ -209,19 +209,28 @@ async def open_pipe(settings: dict[str, Any]) -> Pipe:
 
 
 def pipe_settings(client: Any) -> Optional[dict[str, Any]]:
-    """What ``open_pipe`` needs to reach the server of a plain redis-py asyncio client, or ``None``.
+    """What ``open_pipe`` needs to reach the servers of a redis-py asyncio client, or ``None``.
 
-    ``None`` (use redis-py) for anything this module does not speak: no hiredis, TLS, RESP3, a
-    credential provider, a Cluster or Sentinel client, a custom connection class.
+    A plain client gives its server's address; a Cluster client gives ``cluster: True`` and no
+    address (each node's comes from the client's slot map). ``None`` (use redis-py) for anything
+    this module does not speak: no hiredis, TLS, RESP3, a credential provider, decoded
+    responses, a Sentinel client, a custom connection class.
     """
     if hiredis is None:
         return None
+    cluster = getattr(client, "nodes_manager", None) is not None
     pool = getattr(client, "connection_pool", None)
-    if pool is None:
+    if cluster:
+        kwargs = getattr(client, "connection_kwargs", None)
+        connection_class = kwargs.get("connection_class") if isinstance(kwargs, dict) else None
+    elif pool is not None:
+        kwargs, connection_class = pool.connection_kwargs, pool.connection_class
+    else:
         return None
-    kwargs = pool.connection_kwargs
-    plain = pool.connection_class is redis.asyncio.Connection
-    unix = pool.connection_class is redis.asyncio.UnixDomainSocketConnection
+    if not isinstance(kwargs, dict):
+        return None
+    plain = connection_class is redis.asyncio.Connection
+    unix = connection_class is redis.asyncio.UnixDomainSocketConnection and not cluster
     if not (plain or unix):
         return None
     if kwargs.get("protocol") not in (None, 2, "2") or kwargs.get("credential_provider") is not None:
@@ -229,8 +238,9 @@ def pipe_settings(client: Any) -> Optional[dict[str, Any]]:
     if kwargs.get("decode_responses"):
         return None
     return {
-        "host": kwargs.get("host", "localhost"),
-        "port": int(kwargs.get("port", 6379)),
+        "cluster": cluster,
+        "host": None if cluster else kwargs.get("host", "localhost"),
+        "port": None if cluster else int(kwargs.get("port", 6379)),
         "path": kwargs.get("path") if unix else None,
         "username": kwargs.get("username"),
         "password": kwargs.get("password"),
@@ -289,3 +299,49 @@ class PipeSlot:
         self.closed = True
         if self.pipe is not None:
             self.pipe.close()
+
+
+class Pipes:
+    """The check connections of one event loop: the server's, or one per Cluster node the checks read."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        """Connections made with ``settings`` (from ``pipe_settings``)."""
+        self.settings = settings
+        #: The single server's connection (``None`` on Cluster).
+        self.main = None if settings["cluster"] else PipeSlot(settings)
+        self.nodes: dict[tuple[str, int], PipeSlot] = {}
+
+    def node(self, host: str, port: int) -> PipeSlot:
+        """The connection to one Cluster node (made on first use)."""
+        found = self.nodes.get((host, port))
+        if found is None:
+            found = self.nodes[(host, port)] = PipeSlot({**self.settings, "host": host, "port": port})
+        return found
+
+    def close(self) -> None:
+        """Close every connection (nothing is awaited)."""
+        if self.main is not None:
+            self.main.close()
+        for slot in self.nodes.values():
+            slot.close()
+
+
+#: The reads a Cluster check sends, by redis-py method name.
+CLUSTER_READS = {"get": b"GET", "hmget": b"HMGET"}
+
+
+async def cluster_read(slot: PipeSlot, name: str, args: Sequence[Any]) -> Any:
+    """``GET key`` or ``HMGET key [fields]`` through a node's check connection, or ``NOT_ANSWERED``.
+
+    ``NOT_ANSWERED`` as for ``check_script``; a ``MOVED`` or ``ASK`` reply is one too, and
+    redis-py, sent the same read, follows the redirection and updates its slot map.
+    """
+    pipe = await slot.get()
+    if pipe is None:
+        return NOT_ANSWERED
+    parts = [args[0], *args[1]] if name == "hmget" else list(args)
+    try:
+        reply = await pipe.call(pack(CLUSTER_READS[name], *parts))
+    except redis.ConnectionError:
+        return NOT_ANSWERED
+    return NOT_ANSWERED if isinstance(reply, ReplyError) else reply

@@ -41,7 +41,7 @@ from authx_epoch.stores.redis.clients import (
 from authx_epoch.stores.redis.flows import RedisFlows
 from authx_epoch.stores.redis.keys import DEFAULT_PREFIX
 from authx_epoch.stores.redis.keyspace import KeySpace
-from authx_epoch.stores.redis.pipe import NOT_ANSWERED, check_script
+from authx_epoch.stores.redis.pipe import CLUSTER_READS, NOT_ANSWERED, check_script, cluster_read
 from authx_epoch.stores.redis.requests import Command, Eval, ScanBatch, Together, evalsha, evalsha_async
 from authx_epoch.stores.url import StoreURL
 
@@ -280,13 +280,23 @@ class RedisStore(RedisFlows):
         client = await clients.get()
         kind = type(request)
         if kind is Eval:
-            if request.read_only and clients.slot is not None and clients.read_only_scripts:
+            main = clients.pipes.main if clients.pipes is not None else None
+            if request.read_only and main is not None and clients.read_only_scripts:
                 # The check: through this loop's pipelined connection when it can answer.
-                reply = await check_script(clients.slot, request.call)
+                reply = await check_script(main, request.call)
                 if reply is not NOT_ANSWERED:
                     return reply
             return await evalsha_async(client, clients, request)
         if kind is Command:
+            pipes = clients.pipes
+            if pipes is not None and pipes.main is None and request.name in CLUSTER_READS:
+                # A Cluster check's read: through the key's node's pipelined connection.
+                assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+                node = client.get_node_from_key(request.args[0])
+                if node is not None:
+                    reply = await cluster_read(pipes.node(node.host, int(node.port)), request.name, request.args)
+                    if reply is not NOT_ANSWERED:
+                        return reply
             return await getattr(client, request.name)(*request.args)
         if kind is Together:
             # Each key is in its own slot, perhaps on its own node: ask them all at once.
