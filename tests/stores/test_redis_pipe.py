@@ -8,6 +8,7 @@ documented ``StoreUnavailableError`` or in redis-py answering, never in a wrong 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -262,3 +263,29 @@ async def test_a_read_sent_to_the_wrong_node_goes_to_redis_py(redis_cluster: Red
         store.sync.wipe()
         await store.aio.close()
         store.close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_closing_the_store_after_its_event_loop_closed_raises_nothing_and_frees_the_connection(
+    private_redis: RedisServer,
+) -> None:
+    store = RedisStore.from_url(private_redis.url)
+    admin = private_redis.client()
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        loop = asyncio.new_event_loop()
+        state = loop.run_until_complete(store.aio.fetch("alice", None, None, NOW))
+        assert state.user is not None
+        connected = len(admin.client_list())
+        # Closed without shutting down its async generators, so nothing closed the connections.
+        loop.close()
+        store.close()
+        # The check connection is gone from the server's list (redis-py's own, left to the
+        # garbage collector, may linger).
+        deadline = time.monotonic() + 5
+        while len(admin.client_list()) > connected - 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # waiting for the server to notice, not for a clock
+        assert len(admin.client_list()) <= connected - 1
+    finally:
+        admin.close()

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import socket
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -169,7 +171,16 @@ class Pipe(asyncio.Protocol):
             self.watchdog.cancel()
             self.watchdog = None
         if self.transport is not None:
-            self.transport.abort()
+            try:
+                self.transport.abort()
+            except RuntimeError:
+                # Its event loop was closed without shutting down (a store closed afterwards):
+                # end the connection at least, so Redis frees it; the socket object goes with the
+                # garbage collector, as redis-py's own connections do in that case.
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Close the connection (any loop may call this; nothing is awaited)."""
