@@ -8,7 +8,9 @@ documented ``StoreUnavailableError`` or in redis-py answering, never in a wrong 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -129,61 +131,61 @@ async def test_a_password_and_a_database_are_honoured(private_redis: RedisServer
         admin.close()
 
 
+@contextlib.asynccontextmanager
+async def _alice(url: str, **options: Any) -> AsyncIterator[RedisStore]:
+    """A store on ``url`` where alice holds a token, its check connection open on this loop."""
+    store = RedisStore.from_url(url, **options)
+    try:
+        store.sync.setup(NOW)
+        store.sync.issue("alice", NOW, NOW + 900)
+        assert (await store.aio.fetch("alice", None, None, NOW)).user is not None
+        yield store
+    finally:
+        await store.aio.close()
+        store.close()
+
+
+async def _alice_is_checked(store: RedisStore) -> bool:
+    return (await store.aio.fetch("alice", None, None, NOW)).user is not None
+
+
 async def test_a_hung_redis_is_a_store_error_within_the_timeout_then_checks_resume(
     private_redis: RedisServer,
 ) -> None:
-    store = RedisStore.from_url(private_redis.url, socket_timeout=0.3)
-    try:
-        store.sync.setup(NOW)
-        store.sync.issue("alice", NOW, NOW + 900)
-        await store.aio.fetch("alice", None, None, NOW)
-        private_redis.pause()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        results = await asyncio.gather(
-            *(store.aio.fetch("alice", None, None, NOW) for _ in range(4)), return_exceptions=True
-        )
-        assert all(isinstance(result, StoreUnavailableError) for result in results), results
-        assert loop.time() - started < 2.0
-        private_redis.resume()
-        state = await store.aio.fetch("alice", None, None, NOW)
-        assert state.user is not None
-    finally:
-        private_redis.resume()
-        await store.aio.close()
-        store.close()
+    async with _alice(private_redis.url, socket_timeout=0.3) as store:
+        try:
+            private_redis.pause()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            results = await asyncio.gather(
+                *(store.aio.fetch("alice", None, None, NOW) for _ in range(4)), return_exceptions=True
+            )
+            assert all(isinstance(result, StoreUnavailableError) for result in results), results
+            assert loop.time() - started < 2.0
+        finally:
+            private_redis.resume()
+        assert await _alice_is_checked(store)
 
 
 async def test_a_killed_connection_or_a_restart_costs_no_check(private_redis: RedisServer) -> None:
-    store = RedisStore.from_url(private_redis.url)
     admin = private_redis.client()
     try:
-        store.sync.setup(NOW)
-        store.sync.issue("alice", NOW, NOW + 900)
-        await store.aio.fetch("alice", None, None, NOW)
-        first = _pipe(store)
-        admin.client_kill_filter(_type="normal", skipme=True)
-        state = await store.aio.fetch("alice", None, None, NOW)
-        assert state.user is not None
-        # The server forgets its scripts (SCRIPT FLUSH, a restart): the check still answers.
-        admin.script_flush()
-        state = await store.aio.fetch("alice", None, None, NOW)
-        assert state.user is not None
-        # Later checks go through a new connection again.
-        await store.aio.fetch("alice", None, None, NOW)
-        assert _pipe(store) is not first
+        async with _alice(private_redis.url) as store:
+            first = _pipe(store)
+            admin.client_kill_filter(_type="normal", skipme=True)
+            assert await _alice_is_checked(store)
+            # The server forgets its scripts (SCRIPT FLUSH, a restart): the check still answers.
+            admin.script_flush()
+            assert await _alice_is_checked(store)
+            # Later checks go through a new connection again.
+            assert await _alice_is_checked(store)
+            assert _pipe(store) is not first
     finally:
         admin.close()
-        await store.aio.close()
-        store.close()
 
 
 async def test_redis_down_is_a_store_error_and_the_connection_comes_back(private_redis: RedisServer) -> None:
-    store = RedisStore.from_url(private_redis.url)
-    try:
-        store.sync.setup(NOW)
-        store.sync.issue("alice", NOW, NOW + 900)
-        await store.aio.fetch("alice", None, None, NOW)
+    async with _alice(private_redis.url) as store:
         private_redis.stop()
         with pytest.raises(StoreUnavailableError):
             await store.aio.fetch("alice", None, None, NOW)
@@ -191,11 +193,7 @@ async def test_redis_down_is_a_store_error_and_the_connection_comes_back(private
         store.sync.setup(NOW)
         store.sync.issue("alice", NOW, NOW + 900)
         # redis-py answers until the check connection may be tried again; never a wrong answer.
-        state = await store.aio.fetch("alice", None, None, NOW)
-        assert state.user is not None
-    finally:
-        await store.aio.close()
-        store.close()
+        assert await _alice_is_checked(store)
 
 
 def test_clients_it_does_not_speak_use_redis_py() -> None:
