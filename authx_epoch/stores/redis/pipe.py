@@ -3,9 +3,13 @@
 redis-py spends most of a check's client time outside the network: a pool checkout, its command
 packer, its response parser and the awaits between them (a check through redis-py costs more than
 twice the round trip). The check is one read-only script call, so this module writes it straight
-to an asyncio transport and reads replies in ``data_received``. Checks made while the event loop
-is busy are written together at the next turn of the loop (one ``write``, one read for many
-checks): Redis answers in order, so replies resolve the waiting futures first in, first out.
+to an asyncio transport and reads replies in ``data_received``. A check made while nothing is in
+flight is written at once; checks made while others are in flight are written together at the
+next turn of the loop (one ``write``, one read for many checks). Redis answers in order, so
+replies resolve the waiting futures first in, first out.
+
+On Redis Cluster the check's reads (``HMGET``, ``GET``) go the same way, through one connection
+per node (``Pipes``), the node found with redis-py's slot map.
 
 Only what a check needs is here: connect (with ``AUTH`` and ``SELECT``), send a packed command,
 get its reply, fail every waiting call when the connection breaks or a reply is late. Anything
