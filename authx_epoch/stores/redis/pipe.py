@@ -52,22 +52,31 @@ def pack(*parts: Union[bytes, str, int]) -> bytes:
 NOT_ANSWERED: Any = object()
 
 
-async def check_script(slot: PipeSlot, call: Call) -> Any:
-    """Run a read-only script through the loop's check connection, or answer ``NOT_ANSWERED``.
+async def ask(slot: PipeSlot, packed: bytes) -> Any:
+    """Send a read through a check connection and return its reply, or ``NOT_ANSWERED``.
 
-    ``NOT_ANSWERED`` when there is no connection now, when it broke under this call (a read-only
-    call is safe to send again, as redis-py's one retry would), or on an error reply (the server
-    lost its scripts, or has no ``EVALSHA_RO``): redis-py's path knows what each of those means.
-    A late reply is a ``redis.TimeoutError``: a hung Redis fails the request, it is not asked twice.
+    ``NOT_ANSWERED`` when there is no connection now, when it broke under this call (a read is
+    safe to send again, as redis-py's one retry would), or on an error reply (the server lost its
+    scripts, has no ``EVALSHA_RO``, or the key moved to another Cluster node): redis-py's path
+    knows what each of those means. A late reply is a ``redis.TimeoutError``: a hung Redis fails
+    the request, it is not asked twice.
     """
-    pipe = await slot.get()
-    if pipe is None:
-        return NOT_ANSWERED
+    pipe = slot.pipe
+    if pipe is None or pipe.broken is not None:
+        # Not on the path of every check: only the first one, or the first after a break.
+        pipe = await slot.get()
+        if pipe is None:
+            return NOT_ANSWERED
     try:
-        reply = await pipe.call(pack(b"EVALSHA_RO", call.script.sha, len(call.keys), *call.keys, *call.args))
+        reply = await pipe.call(packed)
     except redis.ConnectionError:
         return NOT_ANSWERED
     return NOT_ANSWERED if isinstance(reply, ReplyError) else reply
+
+
+async def check_script(slot: PipeSlot, call: Call) -> Any:
+    """Run a read-only script through the loop's check connection, or answer ``NOT_ANSWERED`` (see ``ask``)."""
+    return await ask(slot, pack(b"EVALSHA_RO", call.script.sha, len(call.keys), *call.keys, *call.args))
 
 
 class ReplyError(Exception):
@@ -346,17 +355,10 @@ CLUSTER_READS = {"get": b"GET", "hmget": b"HMGET"}
 
 
 async def cluster_read(slot: PipeSlot, name: str, args: Sequence[Any]) -> Any:
-    """``GET key`` or ``HMGET key [fields]`` through a node's check connection, or ``NOT_ANSWERED``.
+    """``GET key`` or ``HMGET key [fields]`` through a node's check connection, or ``NOT_ANSWERED`` (see ``ask``).
 
-    ``NOT_ANSWERED`` as for ``check_script``; a ``MOVED`` or ``ASK`` reply is one too, and
-    redis-py, sent the same read, follows the redirection and updates its slot map.
+    On a ``MOVED`` or ``ASK`` reply, redis-py, sent the same read, follows the redirection and
+    updates its slot map.
     """
-    pipe = await slot.get()
-    if pipe is None:
-        return NOT_ANSWERED
     parts = [args[0], *args[1]] if name == "hmget" else list(args)
-    try:
-        reply = await pipe.call(pack(CLUSTER_READS[name], *parts))
-    except redis.ConnectionError:
-        return NOT_ANSWERED
-    return NOT_ANSWERED if isinstance(reply, ReplyError) else reply
+    return await ask(slot, pack(CLUSTER_READS[name], *parts))

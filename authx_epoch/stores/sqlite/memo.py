@@ -36,19 +36,21 @@ class CheckMemo:
         self.version: Any = None
         self.entries: dict[tuple[Any, ...], Parts] = {}
 
-    def current(self) -> None:
-        """Read the file's version; forget every answer if another connection has committed since."""
+    def get(self, key: tuple[Any, ...]) -> Optional[Parts]:
+        """The parts kept for ``key``, if the file has not changed since they were read.
+
+        Reads the file's version first; if another connection has committed since the last read,
+        every kept answer is forgotten and this answers ``None``.
+        """
         version = self.connection.execute("PRAGMA data_version").fetchone()[0]
         if version != self.version:
             self.entries.clear()
             self.version = version
-
-    def get(self, key: tuple[Any, ...]) -> Optional[Parts]:
-        """The parts kept for ``key`` at the version ``current`` read, if any."""
+            return None
         return self.entries.get(key)
 
     def keep(self, key: tuple[Any, ...], parts: Parts) -> None:
-        """Remember ``parts`` for ``key``, tagged with the version read before they were."""
+        """Remember ``parts`` for ``key``, read after ``get`` read the version they belong to."""
         entries = self.entries
         if len(entries) >= MAX_ENTRIES:
             del entries[next(iter(entries))]

@@ -155,11 +155,12 @@ class SqliteStore(Store):
     def fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> CheckState:
         """See ``Store.fetch``."""
         key = (self._namespace, uid, jti, session_id)
-        with self._errors():
+        # try/except, not ``_errors()``: a context manager costs the check a microsecond.
+        try:
             memo = self._file.check_memo()
-            # Read before the statement: a commit landing between the two tags newer rows with an
-            # older version, which only costs the next check a read; never the other way round.
-            memo.current()
+            # The version is read before the statement: a commit landing between the two tags
+            # newer rows with an older version, which only costs the next check a read; never the
+            # other way round.
             parts = memo.get(key)
             if parts is None:
                 params: dict[str, Any] = {
@@ -180,6 +181,8 @@ class SqliteStore(Store):
                     # The file was replaced by an empty one: every record is lost, which means rejection.
                     return CheckState(user=None, global_=None)
                 memo.keep(key, parts)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc}") from exc
         user, global_, jti_until, session = parts
         if user is not None and not user.is_live(now):
             user = None
