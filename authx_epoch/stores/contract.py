@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import GeneratorType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Optional, ParamSpec, TypeAlias, TypeVar, Union, overload
 
@@ -45,6 +45,7 @@ from authx_epoch.records import (
     Stamps,
     StoreStats,
 )
+from authx_epoch.stores.versions import UserView, Versions
 
 _R = TypeVar("_R")
 _P = ParamSpec("_P")
@@ -221,6 +222,21 @@ class Store(ABC):
     @abstractmethod
     def get_global(self, now: float) -> Step[Optional[EpochRecord]]:
         """Return the global record, or ``None`` if it is missing."""
+
+    # -- versioned reads (optional: for the local cache, see ``stores.versions``) ----------------
+
+    #: Whether the store versions its users and implements ``fetch_view`` and ``read_versions``.
+    versioned: bool = False
+
+    def fetch_view(
+        self, uid: str, jti: Optional[str], session_id: Optional[str], now: float
+    ) -> Step[tuple[CheckState, UserView]]:
+        """``fetch``, and what the store holds of the user (its version, its revoked jtis), in one read."""
+        raise NotImplementedError(f"{type(self).__name__} is not versioned")
+
+    def read_versions(self, uids: Sequence[str], session_ids: Sequence[str], now: float) -> Step[Versions]:
+        """The global record, the versions of ``uids`` and the live records of ``session_ids``, in one read."""
+        raise NotImplementedError(f"{type(self).__name__} is not versioned")
 
     # -- administration (the blocking side only) -----------------------------------------------
 

@@ -28,8 +28,10 @@ pytest.importorskip("redis")
 import redis
 
 from authx_epoch.stores.cache import MAX_JTIS_PER_USER, LocalCache, cache_options
-from authx_epoch.stores.cache.memory import Memory
+from authx_epoch.stores.cache.memory import KEEP_WARM, Memory
 from authx_epoch.stores.redis import RedisStore
+from authx_epoch.stores.redis.requests import Eval
+from authx_epoch.stores.redis.views import VIEW_FIELDS
 from authx_epoch.stores.url import StoreURL
 
 pytestmark = pytest.mark.redis
@@ -164,14 +166,17 @@ def test_a_memory_store_can_be_cached_with_a_given_channel(redis_url: str, mono:
 # -- answers from memory and the staleness bound ----------------------------------------------
 
 
-def test_answers_come_from_memory_until_the_staleness_bound(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
+def test_a_write_behind_the_caches_back_is_seen_at_the_next_revalidation(
+    cache: LocalCache, inner: RedisStore, mono: Mono
+) -> None:
     seed(cache)
     before = cache.sync.fetch("alice", "j1", "s1", NOW)
     assert before.user is not None
-    # Written behind the cache's back (no message): only the staleness bound can reveal it.
+    # Written behind the cache's back (no message): only a revalidation, every staleness / 2, or
+    # the staleness bound can reveal it.
     inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
     inner.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
-    mono.advance(0.999)
+    mono.advance(0.499)
     assert cache.sync.fetch("alice", "j1", "s1", NOW) == before
     mono.advance(0.002)
     after = cache.sync.fetch("alice", "j1", "s1", NOW)
@@ -180,29 +185,250 @@ def test_answers_come_from_memory_until_the_staleness_bound(cache: LocalCache, i
     assert after.jti_revoked
 
 
-def test_a_custom_staleness_is_the_bound(inner: RedisStore, mono: Mono) -> None:
+def test_a_custom_staleness_sets_the_revalidation_interval(inner: RedisStore, mono: Mono) -> None:
     cache = connected_cache(inner, clock=mono, staleness=0.25)
     try:
         seed(cache)
         first = cache.sync.fetch("alice", None, None, NOW)
         inner.sync.bump_user("alice", NOW, None, NOW + HOUR)
-        mono.advance(0.2)
+        mono.advance(0.12)
         assert cache.sync.fetch("alice", None, None, NOW) == first
-        mono.advance(0.06)
+        mono.advance(0.01)
         assert cache.sync.fetch("alice", None, None, NOW) != first
     finally:
         cache._channel.stop()
 
 
+def test_without_revalidation_answers_last_until_the_staleness_bound(redis_url: str, mono: Mono) -> None:
+    # A store that keeps no versions (here a memory store, the channel on Redis) is never
+    # revalidated: an answer lives exactly ``staleness``.
+    client = redis.Redis.from_url(redis_url)
+    inner = MemoryStore()
+    cache = connected_cache(inner, client=client, prefix=unique_prefix(), clock=mono)
+    try:
+        seed(cache)
+        before = cache.sync.fetch("alice", "j1", None, NOW)
+        inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
+        mono.advance(0.999)
+        assert cache.sync.fetch("alice", "j1", None, NOW) == before
+        mono.advance(0.002)
+        assert cache.sync.fetch("alice", "j1", None, NOW) != before
+    finally:
+        cache.close()
+        client.close()
+
+
 def test_every_part_must_be_present(cache: LocalCache, inner: RedisStore) -> None:
     seed(cache)
     cache.sync.fetch("alice", "j1", None, NOW)
-    inner.sync.revoke_token("alice", "j2", NOW + HOUR, NOW)
     inner.sync.revoke_session("s2", NOW + HOUR, NOW)
-    # The user is in memory, but not the answer for j2 nor for s2: both go to the store.
-    assert cache.sync.fetch("alice", "j2", None, NOW).jti_revoked
+    # The user is in memory, but not session s2: the check goes to the store.
     assert cache.sync.fetch("alice", None, "s2", NOW).session_revoked
     assert not cache.sync.fetch("alice", "j1", None, NOW).jti_revoked
+
+
+class Requests:
+    """Records the requests a Redis store's flows send, and runs an action before or after one of them.
+
+    It wraps the real store's I/O (both sides): every request still reaches the real server.
+    """
+
+    def __init__(self, store: RedisStore, before: Any = None, after: Any = None) -> None:
+        self.sent: list[Any] = []
+        self.before = before or {}
+        self.after = after or {}
+        plain, awaited = store.execute, store.execute_async
+
+        def execute(request: Any) -> Any:
+            name = self._record(request)
+            self.before.get(name, lambda: None)()
+            answer = plain(request)
+            self.after.get(name, lambda: None)()
+            return answer
+
+        async def execute_async(request: Any) -> Any:
+            name = self._record(request)
+            self.before.get(name, lambda: None)()
+            answer = await awaited(request)
+            self.after.get(name, lambda: None)()
+            return answer
+
+        store.execute = execute  # type: ignore[method-assign]
+        store.execute_async = execute_async  # type: ignore[method-assign]
+
+    def _record(self, request: Any) -> str:
+        self.sent.append(request)
+        return request.call.script.name if isinstance(request, Eval) else type(request).__name__
+
+    @property
+    def names(self) -> list[str]:
+        return [
+            request.call.script.name if isinstance(request, Eval) else type(request).__name__ for request in self.sent
+        ]
+
+
+def test_a_users_other_tokens_are_answered_from_memory(cache: LocalCache, inner: RedisStore) -> None:
+    seed(cache)
+    cache.sync.revoke_token("alice", "j3", NOW + HOUR, NOW)
+    requests = Requests(inner)
+    assert not cache.sync.fetch("alice", "j1", None, NOW).jti_revoked
+    assert requests.names == ["view"]
+    # One read of the user holds every revoked jti of it: the user's other tokens need none.
+    assert not cache.sync.fetch("alice", "j2", None, NOW).jti_revoked
+    assert cache.sync.fetch("alice", "j3", None, NOW).jti_revoked
+    assert cache.sync.fetch("alice", None, None, NOW).user is not None
+    assert requests.names == ["view"]
+    # The revocation ends with its entry, at the store time asked for.
+    assert not cache.sync.fetch("alice", "j3", None, NOW + HOUR + 1).jti_revoked
+
+
+def test_an_unchanged_user_keeps_answering_past_the_staleness_bound(
+    cache: LocalCache, inner: RedisStore, mono: Mono
+) -> None:
+    seed(cache)
+    first = cache.sync.fetch("alice", "j1", "s1", NOW)
+    requests = Requests(inner)
+    for _ in range(40):  # 12 seconds, a check every 0.3 s
+        mono.advance(0.3)
+        assert cache.sync.fetch("alice", "j1", "s1", NOW) == first
+    # Only reads of versions, at most one per staleness / 2: the user is never read again.
+    assert set(requests.names) == {"versions"}
+    assert 12 <= len(requests.names) <= 24
+    keys = requests.sent[-1].call.keys
+    assert keys == [inner._keys.global_key, inner._keys.user_key("alice"), inner._keys.session_key("s1")]
+
+
+def test_only_recently_checked_users_are_revalidated(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
+    seed(cache)
+    cache.sync.fetch("alice", None, None, NOW)
+    cache.sync.fetch("bob", None, None, NOW)
+    requests = Requests(inner)
+    for _ in range(int((KEEP_WARM + 5) / 0.5)):
+        mono.advance(0.5)
+        cache.sync.fetch("bob", None, None, NOW)
+    assert requests.sent[0].call.keys[1:] == [inner._keys.user_key(uid) for uid in ("alice", "bob")]
+    assert requests.sent[-1].call.keys[1:] == [inner._keys.user_key("bob")]
+    # Alice, no longer confirmed, is read again when she comes back.
+    assert cache.sync.fetch("alice", None, None, NOW).user is not None
+    assert requests.names[-1] == "view"
+
+
+def test_a_user_with_very_many_revoked_tokens_is_read_token_by_token(cache: LocalCache, inner: RedisStore) -> None:
+    seed(cache)
+    for index in range(VIEW_FIELDS):
+        inner.sync.revoke_token("alice", f"r{index}", NOW + HOUR, NOW)
+    requests = Requests(inner)
+    assert cache.sync.fetch("alice", "r1", None, NOW).jti_revoked
+    assert not cache.sync.fetch("alice", "fresh", None, NOW).jti_revoked
+    assert cache.sync.fetch("alice", "r2", None, NOW).jti_revoked
+    assert requests.names == ["view", "view", "view"]
+    # Answers about one token are still kept.
+    assert cache.sync.fetch("alice", "r1", None, NOW).jti_revoked
+    assert not cache.sync.fetch("alice", "fresh", None, NOW).jti_revoked
+    assert requests.names == ["view", "view", "view"]
+
+
+def test_every_write_moves_the_users_version_past_the_servers_clock(inner: RedisStore) -> None:
+    client = inner.blocking_client()
+    key = inner._keys.user_key("alice")
+
+    def version() -> int:
+        return int(client.hget(key, "v"))
+
+    inner.sync.setup(NOW)
+    inner.sync.issue("alice", NOW, NOW + 60)
+    seconds, micros = client.time()
+    assert abs(version() - (seconds * 1_000_000 + micros)) < 5_000_000
+    seen = [version()]
+    inner.sync.issue("alice", NOW, NOW + 60)  # nothing to write: the version stays
+    assert version() == seen[-1]
+    inner.sync.issue("alice", NOW, NOW + 100 * HOUR)  # extends the record
+    seen.append(version())
+    inner.sync.bump_user("alice", NOW, None, NOW + 100 * HOUR)
+    seen.append(version())
+    inner.sync.revoke_token("alice", "j1", NOW + HOUR, NOW)
+    seen.append(version())
+    newer = EpochRecord(epoch=10**18, created_at=NOW, expires_at=NOW + HOUR)
+    assert inner.sync.import_entries([SnapshotEntry(kind="user", key="alice", record=newer)], NOW) == 1
+    seen.append(version())
+    # Gone (expired, evicted, wiped) and created again: never a version a cache may still hold.
+    client.delete(key)
+    inner.sync.issue("alice", NOW, NOW + HOUR)
+    seen.append(version())
+    assert seen == sorted(set(seen)), seen
+
+
+@pytest.mark.parametrize("scope", ["user", "global"])
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_an_own_write_racing_a_revalidation_is_seen(
+    cache: LocalCache, inner: RedisStore, mono: Mono, scope: str, moment: str
+) -> None:
+    seed(cache)
+    before = cache.sync.fetch("alice", None, None, NOW)
+
+    def write() -> None:
+        if scope == "user":
+            cache.sync.bump_user("alice", NOW, "race", NOW + HOUR)
+        else:
+            cache.sync.bump_global(NOW, "race")
+
+    Requests(inner, **{moment: {"versions": write}})
+    mono.advance(0.6)
+    after = cache.sync.fetch("alice", None, None, NOW)
+    assert after.user is not None
+    assert before.user is not None
+    assert after.global_ is not None
+    assert before.global_ is not None
+    if scope == "user":
+        assert after.user.epoch > before.user.epoch
+    else:
+        assert after.global_.epoch > before.global_.epoch
+
+
+def test_a_failed_revalidation_keeps_the_staleness_bound(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
+    seed(cache)
+    before = cache.sync.fetch("alice", None, None, NOW)
+    inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
+
+    def fail() -> None:
+        raise redis.ConnectionError("injected")
+
+    Requests(inner, before={"versions": fail})
+    mono.advance(0.6)
+    assert cache.sync.fetch("alice", None, None, NOW) == before  # still within the bound
+    mono.advance(0.41)
+    after = cache.sync.fetch("alice", None, None, NOW)
+    assert after.user is not None
+    assert before.user is not None
+    assert after.user.epoch > before.user.epoch
+    # With the store down for good, the check reports it (the documented 503), never an old answer.
+    Requests(inner, before={"view": fail, "versions": fail})
+    mono.advance(1.1)
+    with pytest.raises(StoreUnavailableError):
+        cache.sync.fetch("alice", None, None, NOW)
+
+
+def test_the_async_side_revalidates_too(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
+    seed(cache)
+
+    async def scenario() -> tuple[CheckState, CheckState, list[str]]:
+        first = await cache.aio.fetch("alice", "j1", None, NOW)
+        requests = Requests(inner)
+        for _ in range(10):
+            mono.advance(0.3)
+            assert await cache.aio.fetch("alice", "j2", None, NOW) == first
+        inner.sync.revoke_token("alice", "j2", NOW + HOUR, NOW)
+        mono.advance(0.6)
+        later = await cache.aio.fetch("alice", "j2", None, NOW)
+        await cache.aio.close()
+        return first, later, requests.names
+
+    first, later, names = asyncio.run(scenario())
+    assert not first.jti_revoked
+    assert later.jti_revoked
+    reads = [name for name in names if name != "revoke"]  # the write behind the cache's back
+    assert set(reads[:-1]) == {"versions"}
+    assert reads[-1] == "view"
 
 
 def test_a_store_clock_far_from_the_confirmation_reads_the_store(cache: LocalCache, inner: RedisStore) -> None:
@@ -393,16 +619,29 @@ def test_entries_are_bounded(inner: RedisStore, mono: Mono) -> None:
         for index in range(10):
             cache.sync.fetch(f"user-{index}", "j", f"s-{index}", NOW)
         assert cache.size == (3, 3)
-        for index in range(MAX_JTIS_PER_USER + 10):
-            cache.sync.fetch("user-9", f"jti-{index}", None, NOW)
-        assert len(cache._memory._users["user-9"][3]) == MAX_JTIS_PER_USER
-        # The newest answers are the ones kept, and they still answer from memory.
-        inner.sync.revoke_token("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", NOW + HOUR, NOW)
-        assert not cache.sync.fetch("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", None, NOW).jti_revoked
-        # The evicted user's digest went with it: an invalidation for it finds nothing to drop.
+        # The evicted users' digests went with them: an invalidation for one finds nothing to drop.
         assert len(cache._memory._user_of) == 3
     finally:
         cache._channel.stop()
+
+
+def test_per_token_answers_are_bounded_per_user(redis_url: str, mono: Mono) -> None:
+    # Over a store without versions, answers are kept token by token, at most MAX_JTIS_PER_USER.
+    client = redis.Redis.from_url(redis_url)
+    store = MemoryStore()
+    cache = connected_cache(store, client=client, prefix=unique_prefix(), clock=mono)
+    try:
+        cache.sync.setup(NOW)
+        for index in range(MAX_JTIS_PER_USER + 10):
+            cache.sync.fetch("user-9", f"jti-{index}", None, NOW)
+        assert len(cache._memory._users["user-9"].jtis) == MAX_JTIS_PER_USER
+        # The newest answers are the ones kept, and they still answer from memory.
+        store.sync.revoke_token("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", NOW + HOUR, NOW)
+        assert not cache.sync.fetch("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", None, NOW).jti_revoked
+        assert cache.sync.fetch("user-9", "jti-0", None, NOW) is not None
+    finally:
+        cache.close()
+        client.close()
 
 
 def test_an_answer_read_before_an_invalidation_is_not_kept() -> None:

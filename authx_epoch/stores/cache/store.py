@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from authx_epoch.errors import ConfigurationError
+from authx_epoch.errors import ConfigurationError, StoreUnavailableError
 from authx_epoch.records import (
     CheckState,
     EpochRecord,
@@ -25,10 +26,11 @@ from authx_epoch.records import (
 )
 from authx_epoch.stores.cache.changes import EVERYTHING, GLOBAL, SESSION, USER, Change, digest_of
 from authx_epoch.stores.cache.channel import Channel
-from authx_epoch.stores.cache.memory import Memory, MonotonicClock
+from authx_epoch.stores.cache.memory import Memory, MonotonicClock, Revalidation
 from authx_epoch.stores.cache.options import DEFAULT_MAX_ENTRIES, DEFAULT_STALENESS, valid_max_entries, valid_staleness
 from authx_epoch.stores.contract import ADMIN, READ, WRITE, Flow, Step, Store, flow_of
 from authx_epoch.stores.namespaces import namespaced_prefix
+from authx_epoch.stores.versions import UserView, Versions
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class LocalCache(Store):
         self.prefix = name_prefix
         self.kind = store.kind
         self._memory = Memory(valid_staleness(staleness), valid_max_entries(max_entries), clock)
+        if store.versioned:
+            self._memory.next_revalidation = -math.inf
         channel = f"{namespaced_prefix(name_prefix, store.namespace)}:changes"
         self._channel = Channel(client, channel, self._memory)
 
@@ -215,10 +219,35 @@ class LocalCache(Store):
     def _fetch(self, uid: str, jti: Optional[str], session_id: Optional[str], now: float) -> Flow[CheckState]:
         memory = self._memory
         self._channel.ensure_running()
+        if self.inner.versioned:
+            claimed = memory.claim_revalidation()
+            if claimed is not None:
+                yield from self._revalidate(claimed, now)
+                state = memory.answer(uid, jti, session_id, now)
+                if state is not None:
+                    return state
+            generation, confirmed = memory.generation, memory.clock()
+            found: tuple[CheckState, UserView] = yield from _delegate(
+                self.inner, "fetch_view", READ, uid, jti, session_id, now
+            )
+            state, view = found
+            memory.remember(generation, confirmed, uid, jti, session_id, now, state, view)
+            return state
         generation, confirmed = memory.generation, memory.clock()
-        state: CheckState = yield from _delegate(self.inner, "fetch", READ, uid, jti, session_id, now)
-        memory.remember(generation, confirmed, uid, jti, session_id, now, state)
-        return state
+        fetched: CheckState = yield from _delegate(self.inner, "fetch", READ, uid, jti, session_id, now)
+        memory.remember(generation, confirmed, uid, jti, session_id, now, fetched)
+        return fetched
+
+    def _revalidate(self, claimed: Revalidation, now: float) -> Flow[None]:
+        """Confirm what recently answered checks with one read of versions (see ``Memory``)."""
+        try:
+            read: Versions = yield from _delegate(
+                self.inner, "read_versions", READ, claimed.uids, claimed.session_ids, now
+            )
+        except StoreUnavailableError:
+            # The check that claimed it reads the store next, and reports the trouble if it lasts.
+            return
+        self._memory.confirm(claimed, now, read)
 
     def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Flow[Stamps]:
         """See ``Store.issue``."""

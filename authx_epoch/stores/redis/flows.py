@@ -29,6 +29,15 @@ from authx_epoch.stores.redis.keys import RECORD_FIELD
 from authx_epoch.stores.redis.keyspace import KeySpace
 from authx_epoch.stores.redis.requests import Command, Eval, ScanBatch, Together
 from authx_epoch.stores.redis.values import Scanned, UnreadableValueError, Value
+from authx_epoch.stores.redis.views import (
+    cluster_versions_of,
+    cluster_versions_reads,
+    versions_calls,
+    versions_of,
+    view_call,
+    view_state,
+)
+from authx_epoch.stores.versions import UserView, Versions
 
 _ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, UnreadableValueError)
 
@@ -84,6 +93,38 @@ class RedisFlows(Store):
                     (yield Together(tuple(Command(name, tuple(args)) for name, *args in reads))), jti
                 )
             return keys.check_state(values, now)
+
+    versioned = True
+
+    def fetch_view(
+        self, uid: str, jti: Optional[str], session_id: Optional[str], now: float
+    ) -> Flow[tuple[CheckState, UserView]]:
+        """See ``Store.fetch_view``: one read-only script, or on Cluster one per key sent at once."""
+        keys = self._keys
+        with _unavailable("check"):
+            call = Eval(view_call(keys, uid, jti, session_id), read_only=True)
+            if not keys.cluster:
+                answer = yield call
+                return view_state(keys, answer, jti, answer[2], answer[3], now)
+            reads: list[Any] = [call, Command("get", (keys.global_key,))]
+            if session_id is not None:
+                reads.append(Command("get", (keys.session_key(session_id),)))
+            answers = yield Together(tuple(reads))
+            session_raw = answers[2] if session_id is not None else None
+            return view_state(keys, answers[0], jti, answers[1], session_raw, now)
+
+    def read_versions(self, uids: Sequence[str], session_ids: Sequence[str], now: float) -> Flow[Versions]:
+        """See ``Store.read_versions``: read-only scripts (``VERSIONS_BATCH`` keys each), on Cluster a read per key."""
+        keys = self._keys
+        with _unavailable("read_versions"):
+            if not keys.cluster:
+                answers = []
+                for call in versions_calls(keys, uids, session_ids):
+                    answers.append((yield Eval(call, read_only=True)))
+                return versions_of(answers)
+            reads = cluster_versions_reads(keys, uids, session_ids)
+            found = yield Together(tuple(Command(name, tuple(args)) for name, *args in reads))
+            return cluster_versions_of(found, len(uids))
 
     def issue(self, uid: str, now: float, expires_at: float, session_id: Optional[str] = None) -> Flow[Stamps]:
         """See ``Store.issue``."""

@@ -25,15 +25,15 @@ def _load_scripts() -> dict[str, Script]:
     folder = resources.files("authx_epoch.stores.redis").joinpath("lua")
     common = folder.joinpath("common.lua").read_text(encoding="utf-8")
     scripts = {}
-    for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check"):
+    for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check", "view", "versions"):
         source = common + "\n" + folder.joinpath(f"{name}.lua").read_text(encoding="utf-8")
         scripts[name] = Script(name, source, hashlib.sha1(source.encode()).hexdigest())
     return scripts
 
 
 SCRIPTS = _load_scripts()
-SETUP, ISSUE, BUMP, REVOKE, REPLACE, SESSION, CHECK = (
-    SCRIPTS[name] for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check")
+SETUP, ISSUE, BUMP, REVOKE, REPLACE, SESSION, CHECK, VIEW, VERSIONS = (
+    SCRIPTS[name] for name in ("setup", "issue", "bump", "revoke", "replace", "session", "check", "view", "versions")
 )
 
 

@@ -76,9 +76,22 @@ local function extend_ttl(key, expires_at, now)
   if current < 0 or current < ttl then redis.call('PEXPIRE', key, ttl) end
 end
 
+-- Move the version of a user's hash (field 'v') on every write a check could see: a process's
+-- local cache compares versions to confirm what it holds without reading it again. The version is
+-- max(previous + 1, the server's clock in microseconds), so a hash that expired and was created
+-- again never repeats a version some cache may still hold. (Below 2^53: exact as a Lua number.)
+local function touch(key)
+  local now_us = redis.call('TIME')
+  local version = tonumber(now_us[1]) * 1000000 + tonumber(now_us[2])
+  local old = tonumber(redis.call('HGET', key, 'v') or '0') or 0
+  if old >= version then version = old + 1 end
+  redis.call('HSET', key, 'v', string.format('%.0f', version))
+end
+
 -- Store a user's record in field 'r' of the user's hash.
 local function store_user(key, value, expires_at, now)
   redis.call('HSET', key, 'r', value)
+  touch(key)
   extend_ttl(key, expires_at, now)
 end
 

@@ -12,6 +12,7 @@ if field == '' then
   store(KEYS[1], ARGV[2], expires_at, now)
 else
   redis.call('HSET', KEYS[1], field, ARGV[2])
+  touch(KEYS[1])
   if expires_at then extend_ttl(KEYS[1], expires_at, now) else redis.call('PERSIST', KEYS[1]) end
 end
 return 1

@@ -8,6 +8,7 @@ if expires_at <= now then return 0 end
 local old = redis.call('HGET', KEYS[1], ARGV[2])
 if old and cmsgpack.unpack(old)[1] >= expires_at then return 0 end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+touch(KEYS[1])
 extend_ttl(KEYS[1], expires_at, now)
 prune(KEYS[1], now)
 return 1
