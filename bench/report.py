@@ -103,7 +103,8 @@ def extras(results: dict[str, Any]) -> list[str]:
             f"local cache, {spec['tokens']:,} tokens of {spec['users']:,} users (Zipf {spec['skew']}), "
             f"{spec['rate']:,.0f} checks/s on {spec['processes']} processes, staleness {spec['staleness']} s: "
             f"{shape['hit_rate']:.1%} answered from memory ({shape['store_reads']:,} store reads for "
-            f"{shape['checks']:,} checks); ideal per token {shape['ideal_per_token']:.1%}, "
+            f"{shape['checks']:,} checks: {shape.get('user_reads', 0):,} reads of a user, "
+            f"{shape.get('confirmations', 0):,} confirmations); ideal per token {shape['ideal_per_token']:.1%}, "
             f"ideal per user {shape['ideal_per_user']:.1%}"
         )
     for name, counts in results.get("commands", {}).items():

@@ -759,3 +759,30 @@ def test_on_cluster_a_write_through_one_cache_reaches_the_other(redis_cluster: A
         first.sync.wipe()
         first.close()
         second.close()
+
+
+@pytest.mark.cluster
+def test_on_cluster_users_are_held_whole_and_confirmed(redis_cluster: Any) -> None:
+    mono = Mono()
+    inner = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
+    cache = connected_cache(inner, clock=mono)
+    try:
+        seed(cache)
+        cache.sync.revoke_token("alice", "j3", NOW + HOUR, NOW)
+        first = cache.sync.fetch("alice", "j1", "s1", NOW)
+        requests = Requests(inner)
+        assert cache.sync.fetch("alice", "j3", "s1", NOW).jti_revoked
+        for _ in range(10):
+            mono.advance(0.3)
+            assert cache.sync.fetch("alice", "j2", "s1", NOW) == first
+        assert requests.sent
+        assert all(name == "Together" for name in requests.names)  # confirmations: one read per key
+        inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
+        mono.advance(0.6)
+        after = cache.sync.fetch("alice", "j2", "s1", NOW)
+        assert after.user is not None
+        assert first.user is not None
+        assert after.user.epoch > first.user.epoch
+    finally:
+        cache.sync.wipe()
+        cache.close()

@@ -8,7 +8,11 @@ Each process keeps what its checks have read (user records, the global record, a
 or a session is revoked, "not revoked" included), each part with the time it was confirmed by the
 store. A check is answered from memory only when every part it needs was confirmed less than
 ``staleness`` seconds ago *and* the invalidation channel is connected; otherwise it reads the
-store (one round trip, as without the cache) and refreshes those parts.
+store (one round trip, as without the cache) and refreshes those parts. Over Redis, a versioned
+store (``stores.versions``), a user is kept whole (record, version, every revoked jti), so any
+token of the user is answered, and what answered a check in the last 30 seconds is confirmed every
+``staleness / 2`` by one read of versions: an active user stays in memory for as long as it
+stays unchanged.
 
 Every write made through the cache publishes a small msgpack message on ``<prefix>:changes``
 (``<prefix>~<namespace>:changes`` for a namespace other than the root)

@@ -95,7 +95,9 @@ class LocalCache(Store):
     Wraps any store (``.sync`` and ``.aio``) and is a store itself: pass it to ``install()``. A
     check is answered from memory only when every part it needs (user record, global record, the
     jti's and session's revoked-or-not answers) was confirmed by the store less than
-    ``staleness`` seconds ago and the invalidation channel is connected. Every write through it
+    ``staleness`` seconds ago and the invalidation channel is connected. Over a versioned store
+    (Redis) users are kept whole and recently used parts are confirmed every ``staleness / 2``
+    (see ``Memory``). Every write through it
     publishes what changed on ``<prefix>:changes`` (``<prefix>~<namespace>:changes`` in a namespace
     other than the root); each process drops those parts at once.
 
