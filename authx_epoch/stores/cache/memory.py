@@ -143,8 +143,10 @@ class Memory:
         if jti is not None:
             view = user_part.view
             if view is not None and view.revoked is not None:
-                until = view.revoked_until(jti)
-                jti_revoked = until is not None and until > now
+                # Most users have no revoked jti: no digest of the jti to compute then.
+                if view.revoked:
+                    until = view.revoked_until(jti)
+                    jti_revoked = until is not None and until > now
             else:
                 jti_part = user_part.jtis.get(jti)
                 if jti_part is None or jti_part[1] <= oldest or not -staleness < now - jti_part[2] < staleness:
