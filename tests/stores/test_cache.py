@@ -385,6 +385,44 @@ def test_an_own_write_racing_a_revalidation_is_seen(
         assert after.global_.epoch > before.global_.epoch
 
 
+@pytest.mark.parametrize("side", ["sync", "aio"])
+def test_a_large_confirmation_is_sent_in_batches_at_once(
+    cache: LocalCache, inner: RedisStore, mono: Mono, monkeypatch: pytest.MonkeyPatch, side: str
+) -> None:
+    monkeypatch.setattr("authx_epoch.stores.redis.views.VERSIONS_BATCH", 2)
+    cache.sync.setup(NOW)
+    users = [f"user-{index}" for index in range(5)]
+    for index, uid in enumerate(users):
+        cache.sync.issue(uid, NOW, NOW + HOUR, f"s-{index}")
+    inner.sync.bump_user("user-3", NOW, "behind", NOW + HOUR)  # read next, then moved behind the back
+
+    async def checks() -> list[CheckState]:
+        found = []
+        for index, uid in enumerate(users):
+            found.append(await cache.aio.fetch(uid, "j", f"s-{index}", NOW))
+        return found
+
+    def run_checks() -> list[CheckState]:
+        if side == "aio":
+            return asyncio.run(checks())
+        return [cache.sync.fetch(uid, "j", f"s-{index}", NOW) for index, uid in enumerate(users)]
+
+    first = run_checks()
+    inner.sync.bump_user("user-3", NOW, "behind again", NOW + HOUR)
+    requests = Requests(inner)
+    mono.advance(0.6)
+    later = run_checks()
+    # One confirmation of 5 users and 5 sessions: five scripts of two keys (plus the global
+    # record) sent together, then one read of the user whose version moved.
+    assert requests.names == ["Together", *["versions"] * 5, "view"]  # the parts pass through execute too
+    assert [len(part.call.keys) for part in requests.sent[0].requests] == [3, 3, 3, 3, 3]
+    assert later[:3] == first[:3]
+    assert later[4] == first[4]
+    assert later[3].user is not None
+    assert first[3].user is not None
+    assert later[3].user.epoch > first[3].user.epoch
+
+
 def test_a_failed_revalidation_keeps_the_staleness_bound(cache: LocalCache, inner: RedisStore, mono: Mono) -> None:
     seed(cache)
     before = cache.sync.fetch("alice", None, None, NOW)

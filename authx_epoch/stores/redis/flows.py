@@ -118,10 +118,11 @@ class RedisFlows(Store):
         keys = self._keys
         with _unavailable("read_versions"):
             if not keys.cluster:
-                answers = []
-                for call in versions_calls(keys, uids, session_ids):
-                    answers.append((yield Eval(call, read_only=True)))
-                return versions_of(answers)
+                calls = versions_calls(keys, uids, session_ids)
+                if len(calls) == 1:
+                    return versions_of([(yield Eval(calls[0], read_only=True))])
+                # Several batches: sent at once (pipelined on the asyncio side's check connection).
+                return versions_of((yield Together(tuple(Eval(call, read_only=True) for call in calls))))
             reads = cluster_versions_reads(keys, uids, session_ids)
             found = yield Together(tuple(Command(name, tuple(args)) for name, *args in reads))
             return cluster_versions_of(found, len(uids))

@@ -4,7 +4,8 @@ Key layout under a prefix ``P`` (``authx-epoch`` by default), in the root namesp
 
     P:g                      the global record (no expiry)
     P:{U}:h                  a hash: field ``r`` the record of the user whose id hashes to U,
-                             fields ``j:J`` that user's revoked jtis J (field ``c``: a sweep cursor)
+                             fields ``j:J`` that user's revoked jtis J (field ``c``: a sweep cursor;
+                             field ``v``: the user's version, see ``views.py``)
     P:s:S                    the record of session S (its generation, expiry and revoked flag)
 
 The keys of namespace ``N`` are the same under ``P~N:`` instead of ``P:`` (``P~N:g``,
