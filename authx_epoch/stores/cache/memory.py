@@ -34,7 +34,7 @@ _Global = tuple[Optional[EpochRecord], float, float]
 class _User:
     """What is held of one user; replaced whole, never changed but for ``used``."""
 
-    __slots__ = ("confirmed", "digest", "jtis", "now", "record", "used", "view")
+    __slots__ = ("confirmed", "digest", "jtis", "now", "record", "revoked", "used", "view")
 
     def __init__(
         self,
@@ -53,6 +53,8 @@ class _User:
         self.jtis = jtis
         self.digest = digest
         self.view = view
+        #: The view's revoked jtis when it has them all (read on every hit, so kept at hand).
+        self.revoked = view.revoked if view is not None else None
         #: When a check last used it (monotonic): only recently used parts are revalidated.
         self.used = used
 
@@ -141,11 +143,11 @@ class Memory:
             return None
         jti_revoked = False
         if jti is not None:
-            view = user_part.view
-            if view is not None and view.revoked is not None:
+            revoked = user_part.revoked
+            if revoked is not None:
                 # Most users have no revoked jti: no digest of the jti to compute then.
-                if view.revoked:
-                    until = view.revoked_until(jti)
+                if revoked:
+                    until = user_part.view.revoked_until(jti)  # type: ignore[union-attr]
                     jti_revoked = until is not None and until > now
             else:
                 jti_part = user_part.jtis.get(jti)
