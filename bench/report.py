@@ -107,6 +107,13 @@ def extras(results: dict[str, Any]) -> list[str]:
             f"{shape.get('confirmations', 0):,} confirmations); ideal per token {shape['ideal_per_token']:.1%}, "
             f"ideal per user {shape['ideal_per_user']:.1%}"
         )
+        if "bumps_behind" in shape:
+            lines.append(
+                f"  {shape['bumps_behind']} bumps behind the caches' back: a bumped user's token accepted "
+                f"{shape['accepted_after_bump']} times after its bump, at most "
+                f"{shape['longest_acceptance_after_bump']:.2f} s after it; "
+                f"{shape['accepted_past_staleness']} acceptances past the {spec['staleness']} s bound"
+            )
     for name, counts in results.get("commands", {}).items():
         lines.append(
             f"commands of {name} over {counts['checks']} checks: sent {counts['sent']}, "

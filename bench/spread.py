@@ -20,6 +20,12 @@ the caches did not answer; the two kinds are also counted apart, as the caches s
 to the measured rate the section gives, from the same trace, the rate an ideal cache keyed per
 token and one keyed per user would reach with the same staleness and no confirmations (an entry
 read at ``t`` answers until ``t + staleness``), so what is measured can be read against them.
+
+Meanwhile a third service, on the same Redis without a cache, bumps one of the 50 most active users
+every 5 simulated seconds: no message reaches the caches, so only their confirmations (every
+``staleness / 2``) and the staleness bound can reveal it. The section counts how often a bumped
+user's token was still accepted, how long after its bump at most, and how often past the bound
+(it must be never).
 """
 
 from __future__ import annotations
@@ -117,6 +123,13 @@ def _executed_checks(client: redis.Redis) -> int:
     return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in _CHECK_COMMANDS)
 
 
+def _bump_plan(spread: Spread) -> list[tuple[float, int]]:
+    """When the writer behind the caches' back bumps whom: every 5 s one of the 50 most active users."""
+    rng = random.Random(spread.seed + 1)
+    users = min(50, spread.users)
+    return [(float(at), rng.randrange(users)) for at in range(5, int(spread.seconds), 5)]
+
+
 def _count_scripts(store: Any, counts: collections.Counter[str]) -> None:
     """Count the scripts ``store`` sends on the asyncio side, by name (its I/O is otherwise untouched)."""
     execute = store.execute_async
@@ -146,20 +159,40 @@ async def run(redis_url: str, client: redis.Redis, spread: Spread) -> dict[str, 
         authx_epoch.install(auth, store=store, clock=clock)
         stores.append(store)
         auths.append(auth)
+    # A writer that bypasses the caches (no message on the channel): only confirmations and the
+    # staleness bound can reveal its bumps to the two processes.
+    behind_auth = make_auth()
+    behind = authx_epoch.install(behind_auth, store=redis_store(redis_url, "bench-spread"), clock=clock)
     try:
         mint = auths[0].create_access_token
         tokens = [mint(uid=f"spread-user-{index % spread.users}") for index in range(spread.tokens)]
         arrivals = trace(spread)
+        bumps = _bump_plan(spread)
+        bumped: dict[int, float] = {}
         start = clock.now
         client.config_resetstat()
-        refused = 0
+        refused = late = 0
+        lag: list[float] = []
         for arrival in arrivals:
             clock.now = start + arrival.at
-            refused += await auths[arrival.process].is_token_in_blocklist(tokens[arrival.token])
-        executed = _executed_checks(client)
+            while bumps and bumps[0][0] <= arrival.at:
+                at, user = bumps.pop(0)
+                clock.now = start + at
+                behind.sync.bump_user_epoch(f"spread-user-{user}", reason="bench: behind the caches' back")
+                bumped[user] = at
+                clock.now = start + arrival.at
+            was_refused = await auths[arrival.process].is_token_in_blocklist(tokens[arrival.token])
+            refused += was_refused
+            since = arrival.at - bumped[arrival.user] if arrival.user in bumped else None
+            if since is not None and not was_refused:
+                lag.append(since)
+                late += since >= spread.staleness
+        # The bumps' own scripts are writes, not checks.
+        executed = _executed_checks(client) - len(bumped)
     finally:
         for store in stores:
             await store.aio.close()
+        await behind.store.aio.close()
     return {
         "spread": spread.__dict__,
         "checks": len(arrivals),
@@ -168,6 +201,10 @@ async def run(redis_url: str, client: redis.Redis, spread: Spread) -> dict[str, 
         "hit_rate": 1 - executed / len(arrivals),
         "user_reads": scripts["view"],
         "confirmations": scripts["versions"],
+        "bumps_behind": len(bumped),
+        "accepted_after_bump": len(lag),
+        "longest_acceptance_after_bump": max(lag, default=0.0),
+        "accepted_past_staleness": late,
         "ideal_per_token": ideal_hit_rate(arrivals, spread.staleness, "token"),
         "ideal_per_user": ideal_hit_rate(arrivals, spread.staleness, "user"),
     }
