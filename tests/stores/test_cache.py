@@ -303,7 +303,7 @@ def test_only_recently_checked_users_are_revalidated(cache: LocalCache, inner: R
     cache.sync.fetch("alice", None, None, NOW)
     cache.sync.fetch("bob", None, None, NOW)
     requests = Requests(inner)
-    for _ in range(int((KEEP_WARM + 5) / 0.5)):
+    for _ in range(int((KEEP_WARM * cache.staleness + 5) / 0.5)):
         mono.advance(0.5)
         cache.sync.fetch("bob", None, None, NOW)
     assert requests.sent[0].call.keys[1:] == [inner._keys.user_key(uid) for uid in ("alice", "bob")]

@@ -10,9 +10,9 @@ store. A check is answered from memory only when every part it needs was confirm
 ``staleness`` seconds ago *and* the invalidation channel is connected; otherwise it reads the
 store (one round trip, as without the cache) and refreshes those parts. Over Redis, a versioned
 store (``stores.versions``), a user is kept whole (record, version, every revoked jti), so any
-token of the user is answered, and what answered a check in the last 30 seconds is confirmed every
-``staleness / 2`` by one read of versions: an active user stays in memory for as long as it
-stays unchanged.
+token of the user is answered, and what answered a check in the last ``10 * staleness`` seconds
+is confirmed every ``staleness / 2`` by one read of versions: an active user stays in memory for
+as long as it stays unchanged.
 
 Every write made through the cache publishes a small msgpack message on ``<prefix>:changes``
 (``<prefix>~<namespace>:changes`` for a namespace other than the root)

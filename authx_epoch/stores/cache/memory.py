@@ -19,8 +19,9 @@ from authx_epoch.stores.versions import UserView, Versions
 
 #: The most revoked-or-not answers kept per user (an attacker may present any jti for a real user).
 MAX_JTIS_PER_USER = 32
-#: A user or session checked within this many seconds is kept confirmed by revalidations.
-KEEP_WARM = 30.0
+#: A user or session checked within this many staleness intervals is kept confirmed by
+#: revalidations: each is confirmed at most ``2 * KEEP_WARM`` times per check it answers.
+KEEP_WARM = 10
 
 #: A clock for the age of answers (never the wall clock).
 MonotonicClock = Callable[[], float]
@@ -232,7 +233,7 @@ class Memory:
             if not self.live or clock < self.next_revalidation:
                 return None
             self.next_revalidation = clock + self.staleness / 2
-            warm = clock - KEEP_WARM
+            warm = clock - KEEP_WARM * self.staleness
             users = [
                 (uid, part)
                 for uid, part in self._users.items()
