@@ -782,6 +782,20 @@ def test_every_backend_implements_every_operation_with_the_contracts_parameters(
         assert getattr(backend, name) is not getattr(Store, name), f"{backend.__name__} lacks {name}"
 
 
+def test_the_versioned_reads_have_the_contracts_parameters() -> None:
+    # The optional operations are declared once, on Store; Redis implements them, the others do not.
+    for name in ("fetch_view", "read_versions"):
+        declared = inspect.signature(getattr(Store, name)).parameters
+        assert list(inspect.signature(getattr(RedisStore, name)).parameters) == list(declared)
+        assert getattr(RedisStore, name) is not getattr(Store, name)
+    assert RedisStore.versioned
+    assert not MemoryStore.versioned
+    assert not SqliteStore.versioned
+    assert not LocalCache.versioned
+    with pytest.raises(NotImplementedError, match="MemoryStore is not versioned"):
+        MemoryStore().fetch_view("alice", None, None, NOW)
+
+
 @pytest.mark.cluster
 def test_on_cluster_a_write_through_one_cache_reaches_the_other(redis_cluster: Any) -> None:
     prefix = unique_prefix()

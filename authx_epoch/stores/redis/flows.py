@@ -75,6 +75,8 @@ class RedisFlows(Store):
 
     kind: str
     _keys: KeySpace
+    #: Every write script moves the user's version (``touch`` in ``lua/common.lua``).
+    versioned = True
 
     def setup(self, now: float) -> Flow[EpochRecord]:
         """See ``Store.setup``."""
@@ -93,8 +95,6 @@ class RedisFlows(Store):
                     (yield Together(tuple(Command(name, tuple(args)) for name, *args in reads))), jti
                 )
             return keys.check_state(values, now)
-
-    versioned = True
 
     def fetch_view(
         self, uid: str, jti: Optional[str], session_id: Optional[str], now: float
