@@ -28,9 +28,10 @@ pytest.importorskip("redis")
 import redis
 
 from authx_epoch.stores.cache import MAX_JTIS_PER_USER, LocalCache, cache_options
-from authx_epoch.stores.cache.memory import KEEP_WARM, Memory
+from authx_epoch.stores.cache.memory import KEEP_WARM, REREAD, Memory
 from authx_epoch.stores.redis import RedisStore
 from authx_epoch.stores.redis.requests import Eval
+from authx_epoch.stores.redis.values import encode_record
 from authx_epoch.stores.redis.views import VIEW_FIELDS
 from authx_epoch.stores.url import StoreURL
 
@@ -95,6 +96,17 @@ def cache(inner: RedisStore, mono: Mono) -> Iterator[LocalCache]:
     cached._channel.stop()
 
 
+@pytest.fixture
+def memory_cache(redis_url: str, mono: Mono) -> Iterator[tuple[LocalCache, MemoryStore]]:
+    """A cache over a memory store (no versions), its channel on the test Redis."""
+    client = redis.Redis.from_url(redis_url)
+    store = MemoryStore()
+    cache = connected_cache(store, client=client, prefix=unique_prefix(), clock=mono)
+    yield cache, store
+    cache.close()
+    client.close()
+
+
 def seed(store: Any) -> None:
     store.sync.setup(NOW)
     store.sync.issue("alice", NOW, NOW + HOUR, "s1")
@@ -152,15 +164,10 @@ def test_a_store_without_redis_needs_a_client_and_a_prefix() -> None:
         LocalCache("redis://localhost")  # type: ignore[arg-type]
 
 
-def test_a_memory_store_can_be_cached_with_a_given_channel(redis_url: str, mono: Mono) -> None:
-    client = redis.Redis.from_url(redis_url)
-    cache = connected_cache(MemoryStore(), client=client, prefix=unique_prefix(), clock=mono)
-    try:
-        seed(cache)
-        assert cache.sync.fetch("alice", None, None, NOW).user is not None
-    finally:
-        cache.close()
-        client.close()
+def test_a_memory_store_can_be_cached_with_a_given_channel(memory_cache: tuple[LocalCache, MemoryStore]) -> None:
+    cache, _ = memory_cache
+    seed(cache)
+    assert cache.sync.fetch("alice", None, None, NOW).user is not None
 
 
 # -- answers from memory and the staleness bound ----------------------------------------------
@@ -199,23 +206,41 @@ def test_a_custom_staleness_sets_the_revalidation_interval(inner: RedisStore, mo
         cache._channel.stop()
 
 
-def test_without_revalidation_answers_last_until_the_staleness_bound(redis_url: str, mono: Mono) -> None:
+def test_without_revalidation_answers_last_until_the_staleness_bound(
+    memory_cache: tuple[LocalCache, MemoryStore], mono: Mono
+) -> None:
     # A store that keeps no versions (here a memory store, the channel on Redis) is never
     # revalidated: an answer lives exactly ``staleness``.
-    client = redis.Redis.from_url(redis_url)
-    inner = MemoryStore()
-    cache = connected_cache(inner, client=client, prefix=unique_prefix(), clock=mono)
-    try:
-        seed(cache)
-        before = cache.sync.fetch("alice", "j1", None, NOW)
-        inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
-        mono.advance(0.999)
-        assert cache.sync.fetch("alice", "j1", None, NOW) == before
-        mono.advance(0.002)
-        assert cache.sync.fetch("alice", "j1", None, NOW) != before
-    finally:
-        cache.close()
-        client.close()
+    cache, inner = memory_cache
+    seed(cache)
+    before = cache.sync.fetch("alice", "j1", None, NOW)
+    inner.sync.bump_user("alice", NOW, "behind", NOW + HOUR)
+    mono.advance(0.999)
+    assert cache.sync.fetch("alice", "j1", None, NOW) == before
+    mono.advance(0.002)
+    assert cache.sync.fetch("alice", "j1", None, NOW) != before
+
+
+def test_a_write_that_moves_no_version_is_seen_within_the_reread_bound(
+    cache: LocalCache, inner: RedisStore, mono: Mono
+) -> None:
+    # A writer of an older release (or a hand edit) changes the record without moving ``v``: the
+    # confirmations cannot see it, but a user is read whole again every REREAD intervals.
+    seed(cache)
+    before = cache.sync.fetch("alice", None, None, NOW)
+    assert before.user is not None
+    newer = replace(before.user, epoch=before.user.epoch + 1)
+    inner.blocking_client().hset(inner._keys.user_key("alice"), "r", encode_record(newer, "alice"))
+    seen_at = None
+    for step in range(1, int((REREAD + 2) / 0.3)):
+        mono.advance(0.3)
+        state = cache.sync.fetch("alice", None, None, NOW)
+        if state != before:
+            seen_at = step * 0.3
+            break
+    assert seen_at is not None
+    assert REREAD - 1 < seen_at <= REREAD + 1
+    assert state.user == newer
 
 
 def test_every_part_must_be_present(cache: LocalCache, inner: RedisStore) -> None:
@@ -663,23 +688,19 @@ def test_entries_are_bounded(inner: RedisStore, mono: Mono) -> None:
         cache._channel.stop()
 
 
-def test_per_token_answers_are_bounded_per_user(redis_url: str, mono: Mono) -> None:
+def test_per_token_answers_are_bounded_per_user(memory_cache: tuple[LocalCache, MemoryStore]) -> None:
     # Over a store without versions, answers are kept token by token, at most MAX_JTIS_PER_USER.
-    client = redis.Redis.from_url(redis_url)
-    store = MemoryStore()
-    cache = connected_cache(store, client=client, prefix=unique_prefix(), clock=mono)
-    try:
-        cache.sync.setup(NOW)
-        for index in range(MAX_JTIS_PER_USER + 10):
-            cache.sync.fetch("user-9", f"jti-{index}", None, NOW)
-        assert len(cache._memory._users["user-9"].jtis) == MAX_JTIS_PER_USER
-        # The newest answers are the ones kept, and they still answer from memory.
-        store.sync.revoke_token("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", NOW + HOUR, NOW)
-        assert not cache.sync.fetch("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", None, NOW).jti_revoked
-        assert cache.sync.fetch("user-9", "jti-0", None, NOW) is not None
-    finally:
-        cache.close()
-        client.close()
+    cache, store = memory_cache
+    cache.sync.setup(NOW)
+    for index in range(MAX_JTIS_PER_USER + 10):
+        cache.sync.fetch("user-9", f"jti-{index}", None, NOW)
+    assert len(cache._memory._users["user-9"].jtis) == MAX_JTIS_PER_USER
+    # The newest answers are the ones kept, and they still answer from memory.
+    store.sync.revoke_token("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", NOW + HOUR, NOW)
+    assert not cache.sync.fetch("user-9", f"jti-{MAX_JTIS_PER_USER + 9}", None, NOW).jti_revoked
+    # The oldest was dropped: asking for it reads the store, which has it revoked now.
+    store.sync.revoke_token("user-9", "jti-0", NOW + HOUR, NOW)
+    assert cache.sync.fetch("user-9", "jti-0", None, NOW).jti_revoked
 
 
 def test_an_answer_read_before_an_invalidation_is_not_kept() -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from authx_epoch.records import CheckState, EpochRecord, SessionRecord
@@ -22,6 +22,10 @@ MAX_JTIS_PER_USER = 32
 #: A user or session checked within this many staleness intervals is kept confirmed by
 #: revalidations: each is confirmed at most ``2 * KEEP_WARM`` times per check it answers.
 KEEP_WARM = 10
+#: A user is confirmed by versions for at most this many staleness intervals after the store last
+#: read it whole; then it is read again. A write that moves no version (a writer of an older
+#: release, an edit by hand) is so seen within ``REREAD + 1`` intervals, never later.
+REREAD = 60
 
 #: A clock for the age of answers (never the wall clock).
 MonotonicClock = Callable[[], float]
@@ -32,48 +36,39 @@ _Jti = tuple[bool, float, float]
 _Global = tuple[Optional[EpochRecord], float, float]
 
 
+@dataclass(slots=True, eq=False)
 class _User:
     """What is held of one user; replaced whole on a read, its times moved in place by a confirmation."""
 
-    __slots__ = ("confirmed", "digest", "jtis", "now", "record", "revoked", "used", "view")
+    record: Optional[EpochRecord]
+    confirmed: float
+    #: The store's ``now`` it was read (or last confirmed) at.
+    now: float
+    #: Per-jti answers, for a user without a complete view.
+    jtis: dict[str, _Jti]
+    digest: bytes
+    view: Optional[UserView]
+    #: When a check last used it (monotonic): only recently used parts are revalidated.
+    used: float
+    #: When the store last read it whole (monotonic): confirmations stop ``REREAD`` intervals later.
+    read: float
+    #: The view's revoked jtis when it has them all (read on every hit, so kept at hand).
+    revoked: Optional[Mapping[bytes, float]] = field(init=False)
 
-    def __init__(
-        self,
-        record: Optional[EpochRecord],
-        confirmed: float,
-        now: float,
-        jtis: dict[str, _Jti],
-        digest: bytes,
-        view: Optional[UserView],
-        used: float,
-    ) -> None:
-        self.record = record
-        self.confirmed = confirmed
-        self.now = now
-        #: Per-jti answers, for a user without a complete view.
-        self.jtis = jtis
-        self.digest = digest
-        self.view = view
-        #: The view's revoked jtis when it has them all (read on every hit, so kept at hand).
-        self.revoked = view.revoked if view is not None else None
-        #: When a check last used it (monotonic): only recently used parts are revalidated.
-        self.used = used
+    def __post_init__(self) -> None:
+        self.revoked = self.view.revoked if self.view is not None else None
 
 
+@dataclass(slots=True, eq=False)
 class _Session:
     """What is held of one session; replaced whole, never changed but for ``used``."""
 
-    __slots__ = ("confirmed", "digest", "now", "record", "revoked", "used")
-
-    def __init__(
-        self, revoked: bool, record: Optional[SessionRecord], confirmed: float, now: float, digest: bytes, used: float
-    ) -> None:
-        self.revoked = revoked
-        self.record = record
-        self.confirmed = confirmed
-        self.now = now
-        self.digest = digest
-        self.used = used
+    revoked: bool
+    record: Optional[SessionRecord]
+    confirmed: float
+    now: float
+    digest: bytes
+    used: float
 
 
 @dataclass(frozen=True)
@@ -106,7 +101,8 @@ class Memory:
     Over a versioned store, a user is held whole (its view: every revoked jti
     of it) and what recently answered a check is confirmed every ``staleness / 2`` seconds by one
     read of versions (``claim_revalidation``, then ``confirm``): a user whose version has not
-    moved keeps answering past ``staleness``, and one whose version moved is dropped.
+    moved keeps answering past ``staleness`` (for ``REREAD`` intervals after its last whole read),
+    and one whose version moved is dropped.
     """
 
     def __init__(self, staleness: float, max_entries: int, clock: MonotonicClock) -> None:
@@ -212,7 +208,7 @@ class Memory:
                 jtis[jti] = (state.jti_revoked, confirmed, now)
             while len(jtis) > MAX_JTIS_PER_USER:
                 del jtis[next(iter(jtis))]
-            self._users[uid] = _User(state.user, confirmed, now, jtis, digest, view, confirmed)
+            self._users[uid] = _User(state.user, confirmed, now, jtis, digest, view, confirmed, confirmed)
             self._trim(self._users, self._user_of)
             if session_id is not None:
                 old_session = self._sessions.pop(session_id, None)
@@ -234,10 +230,11 @@ class Memory:
                 return None
             self.next_revalidation = clock + self.staleness / 2
             warm = clock - KEEP_WARM * self.staleness
+            fresh = clock - REREAD * self.staleness
             users = [
                 (uid, part)
                 for uid, part in self._users.items()
-                if part.used > warm and part.view is not None and part.view.version is not None
+                if part.used > warm and part.read > fresh and part.view is not None and part.view.version is not None
             ]
             sessions = [(session_id, part) for session_id, part in self._sessions.items() if part.used > warm]
             if not users and not sessions:
