@@ -298,6 +298,12 @@ class Checker:
         if not isinstance(jti, str) or not jti:
             raise InvalidTokenError("the token has no jti, so it cannot be revoked alone; use bump_user_epoch instead")
         for value, name in ((uid, "sub"), (jti, "jti")):
+            if len(value) > validation.MAX_ID_LENGTH:
+                # Only the app's own minting can sign such a token; no store keeps an id that long.
+                raise InvalidTokenError(
+                    f"the token's {name} is longer than {validation.MAX_ID_LENGTH} characters; nothing was "
+                    "revoked (use bump_user_epoch to revoke its user's tokens)"
+                )
             try:
                 validation.require_unicode(value, name)
             except InvalidArgumentError as exc:

@@ -212,7 +212,8 @@ class EpochRevocation:
             expired, so nothing was written.
 
         Raises:
-            InvalidTokenError: The token does not decode or verify, or has no ``jti``.
+            InvalidTokenError: The token does not decode or verify, has no ``jti``, or its ``sub``
+                or ``jti`` is longer than ``MAX_ID_LENGTH``.
         """
         core = self._checker
         now = core.clock()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any, Optional
 
 import pytest
+from authx import TokenPayload
 
 from authx_epoch import (
     DecisionEvent,
@@ -126,6 +127,24 @@ def test_revoke_token_refuses_tokens_it_cannot_revoke(rev: EpochRevocation, toke
     with pytest.raises(InvalidTokenError, match=message):
         rev.sync.revoke_token(token)
     assert rev.sync.stats().revoked_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"), [({"jti": "j" * (MAX_ID_LENGTH + 1)}, "jti"), ({"sub": "u" * (MAX_ID_LENGTH + 1)}, "sub")]
+)
+def test_revoke_token_refuses_a_payload_with_an_overlong_id(
+    rev: EpochRevocation, clock: FakeClock, claims: dict[str, str], message: str
+) -> None:
+    # A raw token that long is already refused by the token size bound; a payload has none.
+    payload = TokenPayload(**{"sub": "alice", "jti": "j1", "iat": clock.now, "exp": clock.now + 60, **claims})
+    with pytest.raises(
+        InvalidTokenError, match=f"{message} is longer than {MAX_ID_LENGTH} characters; nothing was revoked"
+    ):
+        rev.sync.revoke_token(payload)
+    assert rev.sync.stats().revoked_tokens == 0
+    payload = TokenPayload(sub="u" * MAX_ID_LENGTH, jti="j" * MAX_ID_LENGTH, iat=clock.now, exp=clock.now + 60)
+    assert rev.sync.revoke_token(payload) is not None
+    assert rev.sync.stats().revoked_tokens == 1
 
 
 def test_max_length_ids_are_accepted(rev: EpochRevocation) -> None:
