@@ -5,13 +5,17 @@ pays), the registered callback alone, and AuthX's ``verify_token`` (the optional
 authx-epoch makes ask the store too; it is sync, so on a network store it blocks for one round
 trip). The references time PyJWT's HS256 verify-and-decode and its decode without verification of
 the same token, and the claim reader on a memo miss.
+
+Within a round the variants take turns in blocks (a twentieth of a variant's calls per turn, in
+a rotating order), and each figure adds up the blocks' time: a slow moment of the machine or of
+the loopback falls on every variant alike, so two variants' figures of one round compare.
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import jwt
@@ -20,6 +24,9 @@ from authx.schema import RequestToken
 from authx_epoch.claims import ClaimReader
 from bench.stats import summary
 from bench.variants import SECRET, Built
+
+#: Turns each variant takes per round and figure.
+TURNS = 20
 
 
 def _batch_size(built: Built, quick: bool) -> int:
@@ -34,7 +41,7 @@ async def _time_authx(built: Built, token: str, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         await check(token)
-    return (time.perf_counter() - started) / count * 1e6
+    return time.perf_counter() - started
 
 
 async def _time_callback(built: Built, token: str, count: int) -> float:
@@ -48,20 +55,38 @@ async def _time_callback(built: Built, token: str, count: int) -> float:
     else:
         for _ in range(count):
             callback(token)
-    return (time.perf_counter() - started) / count * 1e6
+    return time.perf_counter() - started
 
 
 def _time_sync(func: Callable[[], Any], count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
         func()
-    return (time.perf_counter() - started) / count * 1e6
+    return time.perf_counter() - started
 
 
-def _time_verify(built: Built, token: str, count: int) -> float:
+async def _time_verify(built: Built, token: str, count: int) -> float:
     request_token = RequestToken(token=token, location="headers")
     verify = built.auth.verify_token
     return _time_sync(lambda: verify(request_token), count)
+
+
+Timer = Callable[[Built, str, int], Awaitable[float]]
+
+
+async def _round(
+    timer: Timer, built_variants: Sequence[Built], tokens: dict[str, list[str]], quick: bool
+) -> dict[str, float]:
+    """Microseconds per call of every variant, its calls sent in turns of a twentieth each."""
+    names = [built.variant.name for built in built_variants]
+    block = {built.variant.name: max(1, _batch_size(built, quick) // TURNS) for built in built_variants}
+    spent = dict.fromkeys(names, 0.0)
+    for turn in range(TURNS):
+        shift = turn % len(built_variants)
+        for built in [*built_variants[shift:], *built_variants[:shift]]:
+            name = built.variant.name
+            spent[name] += await timer(built, tokens[name][0], block[name])
+    return {name: spent[name] / (block[name] * TURNS) * 1e6 for name in names}
 
 
 async def run(
@@ -79,16 +104,13 @@ async def run(
         "claim_read_memo_miss": lambda: cold_reader.read(reference_token),
     }
     reference_us: dict[str, list[float]] = {name: [] for name in references}
-    for round_index in range(rounds):
-        shift = round_index % len(built_variants)
-        for built in [*built_variants[shift:], *built_variants[:shift]]:
-            token = tokens[built.variant.name][0]
-            count = _batch_size(built, quick)
-            authx_us[built.variant.name].append(await _time_authx(built, token, count))
-            callback_us[built.variant.name].append(await _time_callback(built, token, count))
-            verify_us[built.variant.name].append(_time_verify(built, token, count))
+    for _ in range(rounds):
+        for figures, timer in ((authx_us, _time_authx), (callback_us, _time_callback), (verify_us, _time_verify)):
+            for name, micros in (await _round(timer, built_variants, tokens, quick)).items():
+                figures[name].append(micros)
+        count = 200 if quick else 5_000
         for name, func in references.items():
-            reference_us[name].append(_time_sync(func, 200 if quick else 5_000))
+            reference_us[name].append(_time_sync(func, count) / count * 1e6)
     return {
         "variants": {
             name: {
