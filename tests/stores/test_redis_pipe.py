@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +26,7 @@ pytest.importorskip("hiredis")
 import redis
 
 from authx_epoch.stores.redis import RedisStore
-from authx_epoch.stores.redis.pipe import NOT_ANSWERED, Pipe, cluster_read
+from authx_epoch.stores.redis.pipe import NOT_ANSWERED, Pipe, PipeSlot, cluster_read
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
@@ -196,6 +199,30 @@ async def test_redis_down_is_a_store_error_and_the_connection_comes_back(private
         assert await _alice_is_checked(store)
 
 
+async def test_a_unix_socket_is_served_by_the_check_connection(tmp_path: Path) -> None:
+    # A short directory of its own: a socket path must fit in 107 bytes, and tmp_path may not.
+    directory = Path(tempfile.mkdtemp(prefix="ae-sock-"))
+    socket_path = directory / "redis.sock"
+    server = RedisServer(tmp_path / "redis", "--unixsocket", str(socket_path), "--unixsocketperm", "700").start()
+    admin = server.client()
+    try:
+        async with _alice(f"unix://{socket_path}?db=2", prefix=unique_prefix()) as store:
+            pipe = _pipe(store)
+            before = _check_scripts(admin)
+            epoch = store.sync.bump_user("alice", NOW, None, NOW + 900).epoch
+            state = await store.aio.fetch("alice", None, None, NOW)
+            assert state.user is not None
+            assert state.user.epoch == epoch  # the bump is seen, in db 2
+            assert _check_scripts(admin) == before + 1
+            assert _pipe(store) is pipe
+            assert pipe.calls >= 3  # SELECT and both checks went through it
+            assert admin.info("keyspace").keys() == {"db2"}
+    finally:
+        admin.close()
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_clients_it_does_not_speak_use_redis_py() -> None:
     from authx_epoch.stores.redis.pipe import pipe_settings
 
@@ -241,6 +268,39 @@ async def test_cluster_checks_read_each_node_through_its_own_connection(redis_cl
 
 
 @pytest.mark.cluster
+async def test_a_new_node_address_closes_the_connections_to_nodes_the_cluster_no_longer_has(
+    redis_cluster: RedisCluster,
+) -> None:
+    store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
+    try:
+        store.sync.setup(NOW)
+        users = [f"user-{index}" for index in range(32)]
+        expected = [store.sync.issue(uid, NOW, NOW + 900).user_epoch for uid in users]
+        await asyncio.gather(*(store.aio.fetch(uid, None, None, NOW) for uid in users))
+        pipes = store._async_clients.pipes
+        assert pipes is not None
+        # A node that left the Cluster (an address the client no longer lists), its connection
+        # still open; and a node the checks have not read yet, as after a resharding.
+        first = next(iter(pipes.nodes))
+        departed = PipeSlot({**pipes.settings, "host": first[0], "port": first[1]})
+        assert await departed.get() is not None
+        pipes.nodes[("127.0.0.2", 1)] = departed
+        moved = next(iter(pipes.nodes))
+        pipes.nodes.pop(moved).close()
+        states = await asyncio.gather(*(store.aio.fetch(uid, None, None, NOW) for uid in users))
+        assert [state.user.epoch if state.user else None for state in states] == expected
+        assert ("127.0.0.2", 1) not in pipes.nodes
+        assert departed.closed
+        assert departed.pipe is not None
+        assert departed.pipe.broken is not None
+        assert set(pipes.nodes) == {("127.0.0.1", server.port) for server in redis_cluster.servers}
+    finally:
+        store.sync.wipe()
+        await store.aio.close()
+        store.close()
+
+
+@pytest.mark.cluster
 async def test_a_read_sent_to_the_wrong_node_goes_to_redis_py(redis_cluster: RedisCluster) -> None:
     store = RedisStore.from_url(redis_cluster.url, prefix=unique_prefix())
     try:
@@ -255,8 +315,10 @@ async def test_a_read_sent_to_the_wrong_node_goes_to_redis_py(redis_cluster: Red
         other = next(server for server in redis_cluster.servers if server.port != int(owner.port))
         # A slot map gone stale (a resharding): the node answers MOVED, and redis-py, which
         # follows redirections, reads it instead.
-        assert await cluster_read(pipes.node("127.0.0.1", other.port), "get", (key,)) is NOT_ANSWERED
-        assert await cluster_read(pipes.node(owner.host, int(owner.port)), "get", (key,)) is not None
+        nodes = [("127.0.0.1", server.port) for server in redis_cluster.servers]
+        wrong = pipes.node("127.0.0.1", other.port, lambda: nodes)
+        assert await cluster_read(wrong, "get", (key,)) is NOT_ANSWERED
+        assert await cluster_read(pipes.node(owner.host, int(owner.port), lambda: nodes), "get", (key,)) is not None
     finally:
         store.sync.wipe()
         await store.aio.close()
