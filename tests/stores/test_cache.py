@@ -230,7 +230,7 @@ def test_a_write_that_moves_no_version_is_seen_within_the_reread_bound(
     before = cache.sync.fetch("alice", None, None, NOW)
     assert before.user is not None
     newer = replace(before.user, epoch=before.user.epoch + 1)
-    inner.blocking_client().hset(inner._keys.user_key("alice"), "r", encode_record(newer, "alice"))
+    inner.blocking_client().hset(inner._keys.user_key("alice"), "r", encode_record(newer))
     seen_at = None
     for step in range(1, int((REREAD + 2) / 0.3)):
         mono.advance(0.3)

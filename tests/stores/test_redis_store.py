@@ -657,6 +657,59 @@ def test_session_values_written_before_grace_used_read_as_unused(redis_store: An
         admin.close()
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("uid", ["42", str(uuid.UUID(int=7)), "someone.with.a.long.name@example-company.com"])
+def test_a_user_hash_keeps_the_compact_encoding_whatever_the_id(redis_store: Any, redis_url: str, uid: str) -> None:
+    # Every value of a hash must stay within hash-max-listpack-value (64 B) for Redis to keep it
+    # compact: the ids live in field 'u', once, not in the record nor in each revoked jti.
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        jti = str(uuid.UUID(int=9))
+        redis_store.sync.issue(uid, NOW, NOW + 900)
+        redis_store.sync.revoke_token(uid, jti, NOW + 900, NOW)
+        redis_store.sync.bump_user(uid, NOW, "password changed by the user", NOW + 900)
+        key = redis_store._keys.user_key(uid)
+        assert admin.object("encoding", key) == b"listpack"
+        assert admin.hget(key, "u") == uid.encode()
+        entries = {(entry.kind, entry.key, entry.uid) for entry in redis_store.sync.export_entries(NOW)}
+        assert ("user", uid, None) in entries
+        assert ("token", jti, uid) in entries
+    finally:
+        admin.close()
+
+
+@pytest.mark.redis
+def test_a_user_hash_written_by_0_1_reads_the_same_and_moves_to_the_new_layout(
+    redis_store: Any, redis_url: str
+) -> None:
+    # 0.1 kept the id inside the record (its sixth element) and inside each revoked jti's value.
+    keys = redis_store._keys
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        redis_store.sync.setup(NOW)
+        key = keys.user_key("alice")
+        record = msgpack.packb(["1700000000000001", NOW, NOW, "leak", NOW + 900, "alice"])
+        revoked = msgpack.packb([NOW + 900, "j-1", "alice"])
+        admin.hset(key, mapping={"r": record, keys.token_field("j-1"): revoked})
+        admin.pexpire(key, 900_000)
+        user = redis_store.sync.get_user("alice", NOW)
+        assert user is not None
+        assert (user.epoch, user.reason) == (1_700_000_000_000_001, "leak")
+        state = redis_store.sync.fetch("alice", "j-1", None, NOW)
+        assert state.jti_revoked
+        before = {(entry.kind, entry.key, entry.uid) for entry in redis_store.sync.export_entries(NOW)}
+        assert {("user", "alice", None), ("token", "j-1", "alice")} <= before
+        # The next write that extends the record rewrites it without the id and names the user in 'u'.
+        redis_store.sync.issue("alice", NOW + 1, NOW + 2000)
+        assert admin.hget(key, "u") == b"alice"
+        assert msgpack.unpackb(admin.hget(key, "r"))[5] is False  # what Lua writes for an absent field
+        after = {(entry.kind, entry.key, entry.uid) for entry in redis_store.sync.export_entries(NOW + 1)}
+        assert after == before
+        assert redis_store.sync.get_user("alice", NOW + 1).epoch == 1_700_000_000_000_001  # type: ignore[union-attr]
+    finally:
+        admin.close()
+
+
 # -- the asyncio side across event loops --------------------------------------------------------
 
 

@@ -4,8 +4,9 @@ Key layout under a prefix ``P`` (``authx-epoch`` by default), in the root namesp
 
     P:g                      the global record (no expiry)
     P:{U}:h                  a hash: field ``r`` the record of the user whose id hashes to U,
-                             fields ``j:J`` that user's revoked jtis J (field ``c``: a sweep cursor;
-                             field ``v``: the user's version, see ``views.py``)
+                             field ``u`` that user's id, fields ``j:J`` that user's revoked jtis J
+                             (field ``c``: a sweep cursor; field ``v``: the user's version, see
+                             ``views.py``)
     P:s:S                    the record of session S (its generation, expiry and revoked flag)
 
 The keys of namespace ``N`` are the same under ``P~N:`` instead of ``P:`` (``P~N:g``,
@@ -20,7 +21,12 @@ to Redis on the unauthenticated check path. A user's revoked jtis live in the sa
 user's record, so eviction (``allkeys-lru``) can only drop them together: the record's loss makes
 every stamped token of that user a rejection, and a revoked jti can never come back on its own.
 A session's revoked flag lives in its record for the same reason. The ids themselves are kept
-inside the values, for ``export``.
+for ``export``: a session's inside its value, a user's in field ``u`` of the user's hash, once for
+the record and every revoked jti. Not inside the record: every value of a hash must stay within
+``hash-max-listpack-value`` (64 bytes by default) for Redis to keep the hash in its compact
+encoding, and a record holding a UUID or an e-mail address as the id does not (the hash then
+costs about 200 bytes more). Hashes written by 0.1 hold the id in the record and in each
+jti's value; they read the same, and move to this layout at their next write.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from authx_epoch.errors import ConfigurationError
 DEFAULT_PREFIX = "authx-epoch"
 #: The field of a user's hash that holds the user's record.
 RECORD_FIELD = b"r"
+#: The field of a user's hash that holds the user's id (for ``export``).
+UID_FIELD = b"u"
 
 
 def check_prefix(prefix: str) -> str:

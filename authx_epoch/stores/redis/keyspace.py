@@ -29,7 +29,15 @@ from authx_epoch.records import (
     merge_sessions,
 )
 from authx_epoch.stores.namespaces import ROOT_NAMESPACE, check_namespace, namespaced_prefix
-from authx_epoch.stores.redis.keys import DEFAULT_PREFIX, RECORD_FIELD, check_prefix, digest, glob_escape, id_bytes
+from authx_epoch.stores.redis.keys import (
+    DEFAULT_PREFIX,
+    RECORD_FIELD,
+    UID_FIELD,
+    check_prefix,
+    digest,
+    glob_escape,
+    id_bytes,
+)
 from authx_epoch.stores.redis.scripts import BUMP, CHECK, ISSUE, REPLACE, REVOKE, SESSION, SETUP, Call
 from authx_epoch.stores.redis.values import (
     Scanned,
@@ -41,6 +49,7 @@ from authx_epoch.stores.redis.values import (
     encode_record,
     encode_revoked,
     encode_session,
+    id_text,
     live,
     pack,
     record_uid,
@@ -225,7 +234,12 @@ class KeySpace:
 
     def revoke_token_call(self, uid: str, jti: str, expires_at: float, now: float) -> Call:
         """Put ``jti`` of ``uid`` in the user's hash until ``expires_at``."""
-        args: list[Union[bytes, str]] = [encode_revoked(expires_at, jti, uid), self.token_field(jti), repr(float(now))]
+        args: list[Union[bytes, str]] = [
+            encode_revoked(expires_at, jti),
+            self.token_field(jti),
+            repr(float(now)),
+            id_bytes(uid),
+        ]
         return Call(REVOKE, [self.user_key(uid)], args)
 
     def revoke_session_call(self, session_id: str, expires_at: float, now: float, uid: Optional[str] = None) -> Call:
@@ -316,14 +330,15 @@ class KeySpace:
         assert entry.record is not None
         old = live(decode_record(current), now)
         merged = merge_records(old, entry.record)
-        uid = entry.key if entry.kind == "user" else None
         args: list[Union[bytes, str]] = [
             current or b"",
-            encode_record(merged, uid),
+            encode_record(merged),
             "" if merged.expires_at is None else repr(float(merged.expires_at)),
             repr(float(now)),
             field or b"",
         ]
+        if entry.kind == "user":
+            args.append(id_bytes(entry.key))
         return Call(REPLACE, [key], args)
 
     # -- listing ---------------------------------------------------------------------------
@@ -372,19 +387,21 @@ class KeySpace:
 
     def _user_entries(self, fields: dict[bytes, bytes], now: float) -> Iterator[SnapshotEntry]:
         raw_record = fields.get(RECORD_FIELD)
+        # Field 'u' names the user; a hash last written by 0.1 has the id in its values instead.
+        uid = id_text(fields.get(UID_FIELD))
         if raw_record is not None:
             record = live(decode_record(raw_record), now)
-            uid = record_uid(raw_record)
-            if record is not None and uid is not None:
-                yield SnapshotEntry("user", uid, record=record)
+            owner = uid if uid is not None else record_uid(raw_record)
+            if record is not None and owner is not None:
+                yield SnapshotEntry("user", owner, record=record)
         for field, value in fields.items():
             if not field.startswith(b"j:"):
                 continue
             try:
-                until, ident, owner = unpack(value)[:3]
-                until = float(until)
+                entry = unpack(value)
+                until, ident = float(entry[0]), entry[1]
+                owner = uid if uid is not None else absent(entry[2]) if len(entry) > 2 else None
             except (ValueError, TypeError, IndexError, msgpack.UnpackException):
                 continue
             if until > now and isinstance(ident, str):
-                owner = absent(owner)
                 yield SnapshotEntry("token", ident, expires_at=until, uid=owner if isinstance(owner, str) else None)

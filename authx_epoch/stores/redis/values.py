@@ -94,7 +94,7 @@ def _decode_record(raw: bytes) -> Optional[EpochRecord]:
 
 
 def record_uid(raw: bytes) -> Optional[str]:
-    """The user id kept in a record value (``None`` for the global record, or if unreadable)."""
+    """The user id kept in a record value by 0.1, or ``None`` (see ``encode_record``)."""
     try:
         uid = absent(unpack(raw)[5])
     except (ValueError, TypeError, IndexError, msgpack.UnpackException):
@@ -102,9 +102,19 @@ def record_uid(raw: bytes) -> Optional[str]:
     return uid if isinstance(uid, str) else None
 
 
-def encode_record(record: EpochRecord, uid: Optional[str]) -> bytes:
-    """The value that stores ``record`` (of ``uid``, or of the global scope when ``None``)."""
-    return pack([str(record.epoch), record.created_at, record.bumped_at, record.reason, record.expires_at, uid])
+def encode_record(record: EpochRecord) -> bytes:
+    """The value that stores ``record``.
+
+    A user's id is not in it: the user's hash keeps it in a field of its own (see ``keys``), so
+    that a long id cannot push the record past the 64 bytes of Redis' compact hash encoding.
+    The last element stays, ``nil``, where 0.1 kept the id.
+    """
+    return pack([str(record.epoch), record.created_at, record.bumped_at, record.reason, record.expires_at, None])
+
+
+def id_text(raw: Value) -> Optional[str]:
+    """An id as a hash field stored it (``None`` if absent); see ``keys.id_bytes``."""
+    return raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else None
 
 
 def revoked_until(raw: Value) -> Optional[float]:
@@ -117,9 +127,9 @@ def revoked_until(raw: Value) -> Optional[float]:
         return math.inf
 
 
-def encode_revoked(expires_at: float, ident: str, uid: Optional[str]) -> bytes:
-    """The value of a revoked jti or session id."""
-    return pack([float(expires_at), ident, uid])
+def encode_revoked(expires_at: float, ident: str) -> bytes:
+    """The value of a revoked jti (in its owner's hash, which names the owner in field ``u``)."""
+    return pack([float(expires_at), ident])
 
 
 def _generation(value: Any) -> Optional[int]:

@@ -2,9 +2,9 @@
 
 A user's hash carries its version in field ``v``, moved by every write script (``touch`` in
 ``lua/common.lua``). ``view.lua`` reads a user's whole hash when it is small (at most
-``VIEW_FIELDS`` fields: the record, the version, the sweep cursor and up to 61 revoked jtis) and
-only the fields one check needs otherwise; ``versions.lua`` reads the version of many users, the
-global record and sessions' records, for the cache to confirm what it holds.
+``VIEW_FIELDS`` fields: the record, the id, the version, the sweep cursor and up to 60 revoked
+jtis) and only the fields one check needs otherwise; ``versions.lua`` reads the version of many
+users, the global record and sessions' records, for the cache to confirm what it holds.
 """
 
 from __future__ import annotations

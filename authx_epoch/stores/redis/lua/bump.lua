@@ -14,9 +14,9 @@ if record then
   local old_expiry = absent_to_nil(record[5])
   if expires_at and old_expiry and old_expiry > expires_at then expires_at = old_expiry end
 end
-local raw = pack_record(epoch, created_at, now, reason, expires_at, uid)
+local raw = pack_record(epoch, created_at, now, reason, expires_at, false)
 if hashed then
-  store_user(KEYS[1], raw, expires_at, now)
+  store_user(KEYS[1], raw, uid, expires_at, now)
   prune(KEYS[1], now)
 else
   store(KEYS[1], raw, expires_at, now)

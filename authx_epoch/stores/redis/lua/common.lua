@@ -88,9 +88,12 @@ local function touch(key)
   redis.call('HSET', key, 'v', string.format('%.0f', version))
 end
 
--- Store a user's record in field 'r' of the user's hash.
-local function store_user(key, value, expires_at, now)
-  redis.call('HSET', key, 'r', value)
+-- Store a user's record in field 'r' of the user's hash, and the user's id in field 'u'. The id
+-- stays out of the record (packed with uid false) so that neither value grows past Redis'
+-- hash-max-listpack-value (64 bytes by default) for a UUID or an e-mail address as the id: one
+-- longer value turns the whole hash into a hash table, which costs about 200 bytes more.
+local function store_user(key, value, uid, expires_at, now)
+  redis.call('HSET', key, 'r', value, 'u', uid)
   touch(key)
   extend_ttl(key, expires_at, now)
 end

@@ -16,14 +16,14 @@ if sid then
 end
 local record, raw = live_record(KEYS[1], now, true)
 if not record then
-  raw = pack_record(clock, now, false, false, extend_to, uid)
-  store_user(KEYS[1], raw, extend_to, now)
+  raw = pack_record(clock, now, false, false, extend_to, false)
+  store_user(KEYS[1], raw, uid, extend_to, now)
   prune(KEYS[1], now)
 else
   local expires_at = absent_to_nil(record[5])
   if expires_at and expires_at < keep_until then
-    raw = pack_record(record[1], record[2], absent_to_nil(record[3]), absent_to_nil(record[4]), extend_to, uid)
-    store_user(KEYS[1], raw, extend_to, now)
+    raw = pack_record(record[1], record[2], absent_to_nil(record[3]), absent_to_nil(record[4]), extend_to, false)
+    store_user(KEYS[1], raw, uid, extend_to, now)
     prune(KEYS[1], now)
   end
 end

@@ -1,6 +1,7 @@
 -- KEYS[1]: a record. ARGV[1]: the value expected there ('' for none); ARGV[2]: the new value;
 -- ARGV[3]: when it expires (Unix seconds, application clock; '' for never); ARGV[4]: now;
--- ARGV[5]: the hash field holding the record ('' when the key is a plain string).
+-- ARGV[5]: the hash field holding the record ('' when the key is a plain string);
+-- ARGV[6] (with a field): the user's id, for field 'u'.
 -- Compare-and-set, for imports: the merge is computed by Python, and applied only if no one
 -- wrote the record in between (otherwise the caller reads again and retries).
 local field = ARGV[5]
@@ -11,7 +12,7 @@ if (current or '') ~= ARGV[1] then return 0 end
 if field == '' then
   store(KEYS[1], ARGV[2], expires_at, now)
 else
-  redis.call('HSET', KEYS[1], field, ARGV[2])
+  redis.call('HSET', KEYS[1], field, ARGV[2], 'u', ARGV[6])
   touch(KEYS[1])
   if expires_at then extend_ttl(KEYS[1], expires_at, now) else redis.call('PERSIST', KEYS[1]) end
 end
