@@ -2,7 +2,7 @@
 
 ``python -m bench.constants [--entries N]`` prints JSON:
 
-- ``redis``: growth of ``used_memory`` per user record, per revoked jti and per session, each
+- ``redis``: growth of ``used_memory`` per user record (short ids, then UUIDs), per revoked jti and per session, each
   written through the real Redis store into a throwaway ``redis-server``, with ``MEMORY USAGE``
   of one key of each kind; the server's µs per check script and per bump (``INFO
   commandstats``); the server's CPU per unpipelined command (a ``GET`` sent one at a time).
@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
@@ -41,6 +42,9 @@ def _fill(store: Any, entries: int, what: str, now: float) -> None:
     for i in range(entries):
         if what == "users":
             sync.issue(_uid(i), now, now + 30 * _DAY)
+        elif what == "uuid_users":
+            # The ids many apps use: 36 characters, which must not push a value past 64 bytes.
+            sync.issue(str(uuid.UUID(int=i)), now, now + 30 * _DAY)
         elif what == "jtis":
             sync.revoke_token(_uid(i), f"{i:032x}", now + 900, now)
         else:
@@ -61,7 +65,7 @@ def redis_constants(entries: int) -> dict[str, Any]:
         now = time.time()
         store.sync.setup(now)
         found: dict[str, Any] = {}
-        for what in ("users", "jtis", "sessions"):
+        for what in ("users", "jtis", "sessions", "uuid_users"):
             before = int(client.info("memory")["used_memory"])
             _fill(store, entries, what, now)
             found[f"bytes_per_{what[:-1]}"] = (int(client.info("memory")["used_memory"]) - before) / entries
