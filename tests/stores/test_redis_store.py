@@ -710,6 +710,21 @@ def test_a_user_hash_written_by_0_1_reads_the_same_and_moves_to_the_new_layout(
         admin.close()
 
 
+@pytest.mark.redis
+def test_an_unreadable_id_field_costs_export_that_user_and_nothing_else(redis_store: Any, redis_url: str) -> None:
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        epoch = redis_store.sync.issue("alice", NOW, NOW + 900).user_epoch
+        redis_store.sync.issue("bob", NOW, NOW + 900)
+        admin.hset(redis_store._keys.user_key("alice"), "u", b"\xff\xfe")  # a hand edit gone wrong
+        assert {entry.key for entry in redis_store.sync.export_entries(NOW) if entry.kind == "user"} == {"bob"}
+        user = redis_store.sync.fetch("alice", None, None, NOW).user
+        assert user is not None
+        assert user.epoch == epoch
+    finally:
+        admin.close()
+
+
 # -- the asyncio side across event loops --------------------------------------------------------
 
 

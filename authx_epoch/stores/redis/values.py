@@ -113,8 +113,13 @@ def encode_record(record: EpochRecord) -> bytes:
 
 
 def id_text(raw: Value) -> Optional[str]:
-    """An id as a hash field stored it (``None`` if absent); see ``keys.id_bytes``."""
-    return raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else None
+    """An id as a hash field stored it (see ``keys.id_bytes``); ``None`` if absent or unreadable."""
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        return raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
 
 
 def revoked_until(raw: Value) -> Optional[float]:

@@ -12,7 +12,7 @@ if (current or '') ~= ARGV[1] then return 0 end
 if field == '' then
   store(KEYS[1], ARGV[2], expires_at, now)
 else
-  redis.call('HSET', KEYS[1], field, ARGV[2], 'u', ARGV[6])
+  if ARGV[6] then redis.call('HSET', KEYS[1], field, ARGV[2], 'u', ARGV[6]) else redis.call('HSET', KEYS[1], field, ARGV[2]) end
   touch(KEYS[1])
   if expires_at then extend_ttl(KEYS[1], expires_at, now) else redis.call('PERSIST', KEYS[1]) end
 end
