@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 
-from bench.stats import ratios, summary
+from bench.stats import in_turns, ratios, summary
 from bench.variants import Built
 
 CONCURRENCY = 32
@@ -51,36 +50,27 @@ async def _get(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
         raise RuntimeError(f"unexpected status {response.status_code}")
 
 
-async def _one_at_a_time(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+async def _one_at_a_time(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     for _ in range(BLOCK):
         await _get(client, headers)
-    return BLOCK
 
 
-async def _all_at_once(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+async def _all_at_once(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     await asyncio.gather(*(_get(client, headers) for _ in range(CONCURRENCY)))
-    return CONCURRENCY
-
-
-Block = Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[int]]
 
 
 async def _round(
-    block: Block, clients: dict[str, httpx.AsyncClient], headers: dict[str, dict[str, str]], count: int
+    block: Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[None]],
+    requests: int,
+    clients: dict[str, httpx.AsyncClient],
+    headers: dict[str, dict[str, str]],
+    count: int,
 ) -> dict[str, float]:
-    """Requests per second of every variant over about ``count`` requests each, sent block by block in turn."""
+    """Requests per second of every variant over about ``count`` requests each, ``requests`` per turn."""
     names = list(clients)
-    spent = dict.fromkeys(names, 0.0)
-    sent = dict.fromkeys(names, 0)
-    turn = 0
-    while sent[names[0]] < count:
-        shift = turn % len(names)
-        for name in [*names[shift:], *names[:shift]]:
-            started = time.perf_counter()
-            sent[name] += await block(clients[name], headers[name])
-            spent[name] += time.perf_counter() - started
-        turn += 1
-    return {name: sent[name] / spent[name] for name in names}
+    turns = -(-count // requests)
+    spent = await in_turns(names, turns, lambda name: block(clients[name], headers[name]))
+    return {name: turns * requests / seconds for name, seconds in zip(names, spent, strict=True)}
 
 
 async def run(
@@ -98,9 +88,9 @@ async def run(
             await _one_at_a_time(clients[name], headers[name])  # warm-up
         for _ in range(rounds):
             gc.collect()
-            for name, rps in (await _round(_one_at_a_time, clients, headers, count)).items():
+            for name, rps in (await _round(_one_at_a_time, BLOCK, clients, headers, count)).items():
                 sequential[name].append(rps)
-            for name, rps in (await _round(_all_at_once, clients, headers, count)).items():
+            for name, rps in (await _round(_all_at_once, CONCURRENCY, clients, headers, count)).items():
                 concurrent[name].append(rps)
     finally:
         for client in clients.values():

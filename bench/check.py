@@ -22,7 +22,7 @@ import jwt
 from authx.schema import RequestToken
 
 from authx_epoch.claims import ClaimReader
-from bench.stats import summary
+from bench.stats import in_turns, summary
 from bench.variants import SECRET, Built
 
 #: Turns each variant takes per round and figure.
@@ -36,26 +36,29 @@ def _batch_size(built: Built, quick: bool) -> int:
     return 500 if network else 5_000
 
 
-async def _time_authx(built: Built, token: str, count: int) -> float:
+async def _authx_calls(built: Built, token: str, count: int) -> None:
     check = built.auth.is_token_in_blocklist
-    started = time.perf_counter()
     for _ in range(count):
         await check(token)
-    return time.perf_counter() - started
 
 
-async def _time_callback(built: Built, token: str, count: int) -> float:
+async def _callback_calls(built: Built, token: str, count: int) -> None:
     callback = built.auth.callback_is_token_in_blocklist
     if callback is None:
-        return 0.0
-    started = time.perf_counter()
+        return
     if inspect.iscoroutinefunction(callback):
         for _ in range(count):
             await callback(token)
     else:
         for _ in range(count):
             callback(token)
-    return time.perf_counter() - started
+
+
+async def _verify_calls(built: Built, token: str, count: int) -> None:
+    request_token = RequestToken(token=token, location="headers")
+    verify = built.auth.verify_token
+    for _ in range(count):
+        verify(request_token)
 
 
 def _time_sync(func: Callable[[], Any], count: int) -> float:
@@ -65,28 +68,25 @@ def _time_sync(func: Callable[[], Any], count: int) -> float:
     return time.perf_counter() - started
 
 
-async def _time_verify(built: Built, token: str, count: int) -> float:
-    request_token = RequestToken(token=token, location="headers")
-    verify = built.auth.verify_token
-    return _time_sync(lambda: verify(request_token), count)
-
-
-Timer = Callable[[Built, str, int], Awaitable[float]]
+Calls = Callable[[Built, str, int], Awaitable[None]]
 
 
 async def _round(
-    timer: Timer, built_variants: Sequence[Built], tokens: dict[str, list[str]], quick: bool
+    calls_of: Calls, built_variants: Sequence[Built], tokens: dict[str, list[str]], quick: bool
 ) -> dict[str, float]:
     """Microseconds per call of every variant, its calls sent in turns of a twentieth each."""
-    names = [built.variant.name for built in built_variants]
-    block = {built.variant.name: max(1, _batch_size(built, quick) // TURNS) for built in built_variants}
-    spent = dict.fromkeys(names, 0.0)
-    for turn in range(TURNS):
-        shift = turn % len(built_variants)
-        for built in [*built_variants[shift:], *built_variants[:shift]]:
-            name = built.variant.name
-            spent[name] += await timer(built, tokens[name][0], block[name])
-    return {name: spent[name] / (block[name] * TURNS) * 1e6 for name in names}
+    block = [max(1, _batch_size(built, quick) // TURNS) for built in built_variants]
+    calls = {built.variant.name: size for built, size in zip(built_variants, block, strict=True)}
+
+    async def turn(built: Built) -> None:
+        name = built.variant.name
+        await calls_of(built, tokens[name][0], calls[name])
+
+    spent = await in_turns(built_variants, TURNS, turn)
+    return {
+        built.variant.name: seconds / (size * TURNS) * 1e6
+        for built, size, seconds in zip(built_variants, block, spent, strict=True)
+    }
 
 
 async def run(
@@ -105,8 +105,8 @@ async def run(
     }
     reference_us: dict[str, list[float]] = {name: [] for name in references}
     for _ in range(rounds):
-        for figures, timer in ((authx_us, _time_authx), (callback_us, _time_callback), (verify_us, _time_verify)):
-            for name, micros in (await _round(timer, built_variants, tokens, quick)).items():
+        for figures, calls in ((authx_us, _authx_calls), (callback_us, _callback_calls), (verify_us, _verify_calls)):
+            for name, micros in (await _round(calls, built_variants, tokens, quick)).items():
                 figures[name].append(micros)
         count = 200 if quick else 5_000
         for name, func in references.items():

@@ -315,10 +315,9 @@ async def test_a_read_sent_to_the_wrong_node_goes_to_redis_py(redis_cluster: Red
         other = next(server for server in redis_cluster.servers if server.port != int(owner.port))
         # A slot map gone stale (a resharding): the node answers MOVED, and redis-py, which
         # follows redirections, reads it instead.
-        nodes = [("127.0.0.1", server.port) for server in redis_cluster.servers]
-        wrong = pipes.node("127.0.0.1", other.port, lambda: nodes)
+        wrong = pipes.node("127.0.0.1", other.port, client.get_nodes)
         assert await cluster_read(wrong, "get", (key,)) is NOT_ANSWERED
-        assert await cluster_read(pipes.node(owner.host, int(owner.port), lambda: nodes), "get", (key,)) is not None
+        assert await cluster_read(pipes.node(owner.host, int(owner.port), client.get_nodes), "get", (key,)) is not None
     finally:
         store.sync.wipe()
         await store.aio.close()

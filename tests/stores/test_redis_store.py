@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -657,6 +657,11 @@ def test_session_values_written_before_grace_used_read_as_unused(redis_store: An
         admin.close()
 
 
+def _exported(store: Any, now: float) -> set[tuple[str, str, Optional[str]]]:
+    """What ``export`` gives back: (kind, key, owner) of each entry."""
+    return {(entry.kind, entry.key, entry.uid) for entry in store.sync.export_entries(now)}
+
+
 @pytest.mark.redis
 @pytest.mark.parametrize("uid", ["42", str(uuid.UUID(int=7)), "someone.with.a.long.name@example-company.com"])
 def test_a_user_hash_keeps_the_compact_encoding_whatever_the_id(redis_store: Any, redis_url: str, uid: str) -> None:
@@ -671,7 +676,7 @@ def test_a_user_hash_keeps_the_compact_encoding_whatever_the_id(redis_store: Any
         key = redis_store._keys.user_key(uid)
         assert admin.object("encoding", key) == b"listpack"
         assert admin.hget(key, "u") == uid.encode()
-        entries = {(entry.kind, entry.key, entry.uid) for entry in redis_store.sync.export_entries(NOW)}
+        entries = _exported(redis_store, NOW)
         assert ("user", uid, None) in entries
         assert ("token", jti, uid) in entries
     finally:
@@ -697,13 +702,13 @@ def test_a_user_hash_written_by_0_1_reads_the_same_and_moves_to_the_new_layout(
         assert (user.epoch, user.reason) == (1_700_000_000_000_001, "leak")
         state = redis_store.sync.fetch("alice", "j-1", None, NOW)
         assert state.jti_revoked
-        before = {(entry.kind, entry.key, entry.uid) for entry in redis_store.sync.export_entries(NOW)}
+        before = _exported(redis_store, NOW)
         assert {("user", "alice", None), ("token", "j-1", "alice")} <= before
         # The next write that extends the record rewrites it without the id and names the user in 'u'.
         redis_store.sync.issue("alice", NOW + 1, NOW + 2000)
         assert admin.hget(key, "u") == b"alice"
         assert msgpack.unpackb(admin.hget(key, "r"))[5] is False  # what Lua writes for an absent field
-        after = {(entry.kind, entry.key, entry.uid) for entry in redis_store.sync.export_entries(NOW + 1)}
+        after = _exported(redis_store, NOW + 1)
         assert after == before
         assert redis_store.sync.get_user("alice", NOW + 1).epoch == 1_700_000_000_000_001  # type: ignore[union-attr]
     finally:

@@ -335,17 +335,18 @@ class Pipes:
         self.main = None if settings["cluster"] else PipeSlot(settings)
         self.nodes: dict[tuple[str, int], PipeSlot] = {}
 
-    def node(self, host: str, port: int, known: Callable[[], Iterable[tuple[str, int]]]) -> PipeSlot:
+    def node(self, host: str, port: int, known: Callable[[], Iterable[Any]]) -> PipeSlot:
         """The connection to one Cluster node (made on first use).
 
-        ``known`` gives the addresses of the nodes the Cluster has now. It is asked only when a
-        new address shows up, which means the Cluster changed shape: the connections to nodes it
-        no longer has are closed then, rather than held open until the store closes. (A check
-        still waiting on one gets its answer from redis-py.)
+        ``known`` gives the nodes the Cluster has now (redis-py's ``get_nodes``: each with a
+        ``host`` and a ``port``). It is asked only when a new address shows up, which means the
+        Cluster changed shape: the connections to nodes it no longer has are closed then, rather
+        than held open until the store closes. (A check still waiting on one gets its answer from
+        redis-py.)
         """
         found = self.nodes.get((host, port))
         if found is None:
-            current = set(known())
+            current = {(node.host, int(node.port)) for node in known()}
             for address in [address for address in self.nodes if address not in current]:
                 self.nodes.pop(address).close()
             found = self.nodes[(host, port)] = PipeSlot({**self.settings, "host": host, "port": port})

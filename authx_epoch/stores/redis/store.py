@@ -48,11 +48,6 @@ from authx_epoch.stores.url import StoreURL
 _BATCH = 500
 
 
-def _addresses(client: redis.asyncio.cluster.RedisCluster) -> list[tuple[str, int]]:
-    """The addresses of the nodes a Cluster client knows now."""
-    return [(node.host, int(node.port)) for node in client.get_nodes()]
-
-
 class RedisStore(RedisFlows):
     """A store in Redis or Redis Cluster (or Valkey), shared by every process that uses the same prefix.
 
@@ -299,7 +294,7 @@ class RedisStore(RedisFlows):
                 assert isinstance(client, redis.asyncio.cluster.RedisCluster)
                 node = client.get_node_from_key(request.args[0])
                 if node is not None:
-                    slot = pipes.node(node.host, int(node.port), lambda: _addresses(client))
+                    slot = pipes.node(node.host, int(node.port), client.get_nodes)
                     reply = await cluster_read(slot, request.name, request.args)
                     if reply is not NOT_ANSWERED:
                         return reply
