@@ -26,7 +26,8 @@ pytest.importorskip("hiredis")
 import redis
 
 from authx_epoch.stores.redis import RedisStore
-from authx_epoch.stores.redis.pipe import NOT_ANSWERED, Pipe, PipeSlot, cluster_read
+from authx_epoch.stores.redis.pipe import Pipe
+from authx_epoch.stores.redis.slots import NOT_ANSWERED, PipeSlot, cluster_read
 
 pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 
@@ -40,9 +41,9 @@ def _pipe(store: RedisStore) -> Pipe:
     return slot.pipe
 
 
-def _check_scripts(admin: Any) -> int:
+def _calls(admin: Any, *commands: str) -> tuple[int, ...]:
     stats = admin.info("commandstats")
-    return int(stats.get("cmdstat_evalsha_ro", {}).get("calls", 0))
+    return tuple(int(stats.get(f"cmdstat_{command}", {}).get("calls", 0)) for command in commands)
 
 
 async def test_concurrent_checks_share_one_write_and_get_their_own_answers(private_redis: RedisServer) -> None:
@@ -58,12 +59,12 @@ async def test_concurrent_checks_share_one_write_and_get_their_own_answers(priva
             epochs[uid] = store.sync.issue(uid, NOW, NOW + 900).user_epoch
         await store.aio.fetch("user-0", None, None, NOW)  # open the connection
         pipe = _pipe(store)
-        writes, before = pipe.writes, _check_scripts(admin)
+        writes, (hmget, others) = pipe.writes, _calls(admin, "hmget", "evalsha_ro")
         states = await asyncio.gather(*(store.aio.fetch(uid, None, None, NOW) for uid in epochs))
         # The first goes out at once (nothing was in flight); the 31 made meanwhile go together.
         assert pipe.writes == writes + 2
-        # Still one command per check, counted by the server.
-        assert _check_scripts(admin) == before + 32
+        # Still one command per check, counted by the server: an HMGET (the global record is tracked).
+        assert _calls(admin, "hmget", "evalsha_ro") == (hmget + 32, others)
         assert [state.user.epoch if state.user else None for state in states] == list(epochs.values())
     finally:
         admin.close()
@@ -208,12 +209,12 @@ async def test_a_unix_socket_is_served_by_the_check_connection(tmp_path: Path) -
     try:
         async with _alice(f"unix://{socket_path}?db=2", prefix=unique_prefix()) as store:
             pipe = _pipe(store)
-            before = _check_scripts(admin)
+            (before,) = _calls(admin, "hmget")
             epoch = store.sync.bump_user("alice", NOW, None, NOW + 900).epoch
             state = await store.aio.fetch("alice", None, None, NOW)
             assert state.user is not None
             assert state.user.epoch == epoch  # the bump is seen, in db 2
-            assert _check_scripts(admin) == before + 1
+            assert _calls(admin, "hmget") == (before + 1,)
             assert _pipe(store) is pipe
             assert pipe.calls >= 3  # SELECT and both checks went through it
             assert admin.info("keyspace").keys() == {"db2"}
@@ -223,12 +224,155 @@ async def test_a_unix_socket_is_served_by_the_check_connection(tmp_path: Path) -
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# -- the tracked global record ----------------------------------------------------------------
+
+
+def _global_epoch(state: Any) -> str:
+    assert state.global_ is not None
+    return str(state.global_.epoch)
+
+
+async def test_a_global_bump_is_seen_by_the_next_check_while_the_global_record_is_tracked(
+    private_redis: RedisServer,
+) -> None:
+    admin = private_redis.client()
+    try:
+        async with _alice(private_redis.url) as store:
+            pipe = _pipe(store)
+            assert pipe.tracking
+            assert pipe.resp3
+            key = store._keys.global_key
+            assert key in pipe.tracked
+            (gets,) = _calls(admin, "get")
+            for _ in range(5):
+                await store.aio.fetch("alice", None, None, NOW)
+            assert _calls(admin, "get") == (gets,)  # held, not read again
+            for round_ in range(50):
+                # Another connection bumps (the blocking client, as another process would); the
+                # very next check must see it, though this connection was sent nothing meanwhile.
+                bumped = store.sync.bump_global(NOW, f"round {round_}")
+                state = await store.aio.fetch("alice", None, None, NOW)
+                assert _global_epoch(state) == str(bumped.epoch), round_
+                assert await _alice_is_checked(store)
+            assert _pipe(store) is pipe  # all of it on the one connection
+    finally:
+        admin.close()
+
+
+async def test_a_bump_between_the_check_and_its_answer_is_read_again_not_missed(private_redis: RedisServer) -> None:
+    admin = private_redis.client()
+    try:
+        async with _alice(private_redis.url) as store:
+            pipe = _pipe(store)
+            before = store.sync.get_global(NOW)
+            (hmgets,) = _calls(admin, "hmget")
+            check = asyncio.ensure_future(store.aio.fetch("alice", None, None, NOW))
+            await asyncio.sleep(0)  # the check's HMGET is written; its reply is not read yet
+            while _calls(admin, "hmget") == (hmgets,):  # Redis has answered it
+                pass
+            bumped = store.sync.bump_global(NOW, "after the read")
+            # The reply and the invalidation wait in the socket, in that order; the check, not
+            # knowing which came first, reads the global record again.
+            state = await check
+            assert before is not None
+            assert bumped.epoch != before.epoch
+            assert _global_epoch(state) == str(bumped.epoch)
+            assert store._keys.global_key not in pipe.tracked  # tracked again by the next check
+            assert _global_epoch(await store.aio.fetch("alice", None, None, NOW)) == str(bumped.epoch)
+            assert store._keys.global_key in pipe.tracked
+    finally:
+        admin.close()
+
+
+async def test_a_flush_or_a_lost_connection_drops_the_tracked_copy(private_redis: RedisServer) -> None:
+    admin = private_redis.client()
+    try:
+        async with _alice(private_redis.url) as store:
+            pipe = _pipe(store)
+            entry = pipe.tracked[store._keys.global_key]
+            admin.flushdb()  # Redis pushes an invalidation of every key
+            assert (await store.aio.fetch("alice", None, None, NOW)).global_ is None
+            assert entry.stale
+            store.sync.setup(NOW)
+            assert (await store.aio.fetch("alice", None, None, NOW)).global_ is not None
+            entry = pipe.tracked[store._keys.global_key]
+            admin.client_kill_filter(_type="normal", skipme=True)
+            bumped = store.sync.bump_global(NOW, "while the connection was down")
+            assert _global_epoch(await store.aio.fetch("alice", None, None, NOW)) == str(bumped.epoch)
+            assert entry.stale
+            assert _pipe(store) is not pipe
+            assert _pipe(store).tracking
+    finally:
+        admin.close()
+
+
+async def test_each_namespace_tracks_its_own_global_record(private_redis: RedisServer) -> None:
+    async with _alice(private_redis.url) as store:
+        other = store.with_namespace("tenant-b")
+        other.sync.setup(NOW)
+        other.sync.issue("alice", NOW, NOW + 900)
+        first = await other.aio.fetch("alice", None, None, NOW)
+        pipe = _pipe(store)
+        assert {store._keys.global_key, other._keys.global_key} <= set(pipe.tracked)
+        bumped = store.sync.bump_global(NOW, "tenant a only")
+        assert _global_epoch(await store.aio.fetch("alice", None, None, NOW)) == str(bumped.epoch)
+        assert _global_epoch(await other.aio.fetch("alice", None, None, NOW)) == _global_epoch(first)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [("--rename-command", "HELLO", ""), ("--rename-command", "CLIENT", "")],
+    ids=["no RESP3 (before Redis 6)", "no CLIENT command"],
+)
+async def test_a_server_that_cannot_track_gets_the_check_script(tmp_path: Path, refusal: tuple[str, ...]) -> None:
+    server = RedisServer(tmp_path / "redis", *refusal).start()
+    admin = server.client()
+    try:
+        async with _alice(server.url) as store:
+            pipe = _pipe(store)
+            assert not pipe.tracking
+            assert not pipe.resp3
+            (scripts,) = _calls(admin, "evalsha_ro")
+            bumped = store.sync.bump_global(NOW, "seen by the script")
+            store.sync.revoke_token("alice", "j", NOW + 900, NOW)
+            state = await store.aio.fetch("alice", "j", None, NOW)
+            assert _global_epoch(state) == str(bumped.epoch)
+            assert state.jti_revoked
+            assert _calls(admin, "evalsha_ro") == (scripts + 1,)
+            assert _pipe(store) is pipe
+    finally:
+        admin.close()
+        server.stop()
+
+
+async def test_script_replies_over_resp3_read_as_over_resp2(private_redis: RedisServer) -> None:
+    # A session check still runs the script, on a RESP3 connection: Lua's false must read as absent.
+    async with _alice(private_redis.url) as store:
+        pipe = _pipe(store)
+        assert pipe.resp3
+        store.sync.issue("alice", NOW, NOW + 900, "sid")
+        calls = pipe.calls
+        state = await store.aio.fetch("alice", "not-revoked", "sid", NOW)
+        assert pipe.calls == calls + 1  # through the check connection
+        assert state.user is not None
+        assert state.session is not None
+        assert not state.jti_revoked
+        assert not state.session_revoked
+        nothing = await store.aio.fetch("nobody", "j", "no-such-session", NOW)
+        assert nothing.user is None
+        assert nothing.session is None
+        assert not nothing.jti_revoked
+        store.sync.revoke_session("sid", NOW + 900, NOW, "alice")
+        assert (await store.aio.fetch("alice", None, "sid", NOW)).session_revoked
+
+
 def test_clients_it_does_not_speak_use_redis_py() -> None:
     from authx_epoch.stores.redis.pipe import pipe_settings
 
     plain = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/2")
     assert pipe_settings(plain) == {
         "cluster": False,
+        "track": True,
         "host": "127.0.0.1",
         "port": 6379,
         "path": None,

@@ -22,7 +22,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from authx_epoch.errors import ConfigurationError
-from authx_epoch.stores.redis.pipe import Pipes, pipe_settings
+from authx_epoch.stores.redis.pipe import pipe_settings
+from authx_epoch.stores.redis.slots import Pipes
 from authx_epoch.stores.url import redact
 
 #: Default socket and connect timeouts (seconds): a hung Redis fails a request fast.

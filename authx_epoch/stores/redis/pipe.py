@@ -8,13 +8,18 @@ flight is written at once; checks made while others are in flight are written to
 next turn of the loop (one ``write``, one read for many checks). Redis answers in order, so
 replies resolve the waiting futures first in, first out.
 
-On Redis Cluster the check's reads (``HMGET``, ``GET``) go the same way, through one connection
-per node (``Pipes``), the node found with redis-py's slot map.
+On a single Redis the connection speaks RESP3 with client-side tracking of the global record
+(``CLIENT TRACKING ON OPTIN``): it reads the global record once, and Redis pushes an
+invalidation on this same connection when it changes. A push is queued before the reply to any
+command Redis runs after the change, so a check that sends ``HMGET`` of the user's hash and
+finds no invalidation before its reply knows the global record it holds was current when Redis
+answered: the check is one plain ``HMGET``, no script (``slots.read_beside``). A server that
+cannot track (before Redis 6, or ``CLIENT`` denied by an ACL) keeps RESP2 and the check script.
 
 Only what a check needs is here: connect (with ``AUTH`` and ``SELECT``), send a packed command,
 get its reply, fail every waiting call when the connection breaks or a reply is late. Anything
-else (an error reply, a server without ``EVALSHA_RO``, TLS, RESP3, a credential provider) goes
-through redis-py as before, which also keeps one retry on a broken connection.
+else (an error reply, a server without ``EVALSHA_RO``, TLS, a client configured for RESP3, a
+credential provider) goes through redis-py as before, which also keeps one retry on a broken connection.
 """
 
 from __future__ import annotations
@@ -23,20 +28,19 @@ import asyncio
 import collections
 import contextlib
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import redis
-
-from authx_epoch.stores.redis.scripts import Call
 
 try:
     import hiredis
 except ImportError:  # pragma: no cover - redis[hiredis] is the documented install
     hiredis = None  # type: ignore[assignment]
 
-#: Seconds before a check connection that could not be opened is tried again (redis-py serves meanwhile).
-RETRY_AFTER = 1.0
+#: hiredis' type for RESP3 pushes (hiredis 3); without it a push cannot be told from a reply, so
+#: the connection stays on RESP2 and tracks nothing.
+_PUSH: Optional[type] = getattr(hiredis, "PushNotification", None)
 
 
 def pack(*parts: Union[bytes, str, int]) -> bytes:
@@ -48,35 +52,35 @@ def pack(*parts: Union[bytes, str, int]) -> bytes:
     return b"".join(chunks)
 
 
-#: What ``check_script`` answers when the check connection did not (redis-py does the call).
-NOT_ANSWERED: Any = object()
+class Tracked:
+    """A key read with tracking on: its value until Redis pushes that it changed (then ``stale``)."""
+
+    __slots__ = ("caching", "loaded", "stale")
+
+    def __init__(self, caching: asyncio.Future[Any], loaded: asyncio.Future[Any]) -> None:
+        """The replies to ``CLIENT CACHING yes`` and to the ``GET`` right after it."""
+        self.caching = caching
+        self.loaded = loaded
+        self.stale = False
+
+    def read(self) -> tuple[bool, Any]:
+        """``(True, the value read)``, or ``(False, None)`` if the read or its tracking failed.
+
+        Only called once a reply sent after the read has arrived, so both futures are done.
+        They are never awaited: a caller cancelled while awaiting would cancel them for all.
+        """
+        for future in (self.caching, self.loaded):
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                return False, None
+            if isinstance(future.result(), ReplyError):
+                return False, None
+        return True, self.loaded.result()
 
 
-async def ask(slot: PipeSlot, packed: bytes) -> Any:
-    """Send a read through a check connection and return its reply, or ``NOT_ANSWERED``.
-
-    ``NOT_ANSWERED`` when there is no connection now, when it broke under this call (a read is
-    safe to send again, as redis-py's one retry would), or on an error reply (the server lost its
-    scripts, has no ``EVALSHA_RO``, or the key moved to another Cluster node): redis-py's path
-    knows what each of those means. A late reply is a ``redis.TimeoutError``: a hung Redis fails
-    the request, it is not asked twice.
-    """
-    pipe = slot.pipe
-    if pipe is None or pipe.broken is not None:
-        # Not on the path of every check: only the first one, or the first after a break.
-        pipe = await slot.get()
-        if pipe is None:
-            return NOT_ANSWERED
-    try:
-        reply = await pipe.call(packed)
-    except redis.ConnectionError:
-        return NOT_ANSWERED
-    return NOT_ANSWERED if isinstance(reply, ReplyError) else reply
-
-
-async def check_script(slot: PipeSlot, call: Call) -> Any:
-    """Run a read-only script through the loop's check connection, or answer ``NOT_ANSWERED`` (see ``ask``)."""
-    return await ask(slot, pack(b"EVALSHA_RO", call.script.sha, len(call.keys), *call.keys, *call.args))
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # Nobody awaits a tracked read's futures: mark a failure as seen, or asyncio logs it.
+    if not future.cancelled():
+        future.exception()
 
 
 class ReplyError(Exception):
@@ -99,6 +103,11 @@ class Pipe(asyncio.Protocol):
         #: Calls sent, and writes that sent them (``calls / writes``: checks per round trip).
         self.calls = 0
         self.writes = 0
+        #: Whether the connection speaks RESP3 (needed for the invalidation pushes of tracking).
+        self.resp3 = False
+        #: Whether Redis tracks the keys this connection reads with ``track``.
+        self.tracking = False
+        self.tracked: dict[bytes, Tracked] = {}
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -108,12 +117,15 @@ class Pipe(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        """Hand each complete reply to the oldest waiting call."""
+        """Hand each complete reply to the oldest waiting call; apply each invalidation push."""
         self.reader.feed(data)
         while True:
             reply = self.reader.gets()
             if reply is False:
                 return
+            if _PUSH is not None and type(reply) is _PUSH:
+                self.pushed(reply)
+                continue
             if not self.waiting:
                 # A reply nobody asked for: the stream is out of step; never guess whose it is.
                 self.fail(redis.ConnectionError("Redis sent a reply to no command"))
@@ -121,6 +133,16 @@ class Pipe(asyncio.Protocol):
             future, _ = self.waiting.popleft()
             if not future.done():  # a caller cancelled while waiting: its reply is dropped
                 future.set_result(reply)
+
+    def pushed(self, push: Any) -> None:
+        """Drop the tracked copies Redis says changed (all of them on ``invalidate`` with no keys: a flush)."""
+        if len(push) < 2 or push[0] != b"invalidate":
+            return  # nothing else is subscribed; a push is never a reply
+        keys = list(self.tracked) if push[1] is None else push[1]
+        for key in keys:
+            entry = self.tracked.pop(key, None)
+            if entry is not None:
+                entry.stale = True
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         """Fail every waiting call."""
@@ -151,6 +173,25 @@ class Pipe(asyncio.Protocol):
             self.watchdog = self.loop.call_at(deadline, self.watch)
         return future
 
+    def track(self, key: bytes) -> Tracked:
+        """Read ``key`` with tracking on and keep the copy: ``CLIENT CACHING yes`` and ``GET``, adjacent on the wire.
+
+        Calls are written in the order they are made and nothing runs between these two, so the
+        ``GET`` is the command ``CLIENT CACHING yes`` applies to.
+        """
+        caching = self.call(_CACHING)
+        loaded = self.call(pack(b"GET", key))
+        for future in (caching, loaded):
+            future.add_done_callback(_retrieved)
+        entry = self.tracked[key] = Tracked(caching, loaded)
+        return entry
+
+    def untrack(self, key: bytes, entry: Tracked) -> None:
+        """Forget ``entry`` (a read that failed), unless a newer copy of ``key`` replaced it."""
+        entry.stale = True
+        if self.tracked.get(key) is entry:
+            del self.tracked[key]
+
     def flush(self) -> None:
         """Write every call made since the last flush in one write."""
         if self.outgoing and self.transport is not None and self.broken is None:
@@ -175,6 +216,9 @@ class Pipe(asyncio.Protocol):
         """Break the connection: every waiting call gets ``exc``; later calls raise it."""
         if self.broken is None:
             self.broken = exc
+        for entry in self.tracked.values():
+            entry.stale = True  # Redis tracks nothing for a connection it no longer has
+        self.tracked.clear()
         waiting, self.waiting = self.waiting, collections.deque()
         for future, _ in waiting:
             if not future.done():
@@ -226,10 +270,29 @@ async def open_pipe(settings: dict[str, Any]) -> Pipe:
             reply = await pipe.call(pack(name, *arguments))
             if isinstance(reply, ReplyError):
                 raise redis.ConnectionError(f"Redis refused {name}: {reply}")
+        if settings.get("track") and _PUSH is not None:
+            await _start_tracking(pipe)
     except BaseException:
         pipe.close()
         raise
     return pipe
+
+
+_CACHING = pack(b"CLIENT", b"CACHING", b"yes")
+
+
+async def _start_tracking(pipe: Pipe) -> None:
+    """Switch to RESP3 and turn on tracking of the keys read with ``track``; stay on RESP2 where refused."""
+    if isinstance(await pipe.call(pack(b"HELLO", 3)), ReplyError):
+        return  # before Redis 6: no RESP3, no tracking
+    pipe.resp3 = True
+    if isinstance(await pipe.call(pack(b"CLIENT", b"TRACKING", b"ON", b"OPTIN")), ReplyError):
+        # CLIENT denied by an ACL, say: back to RESP2, and the check reads the global record itself.
+        if isinstance(await pipe.call(pack(b"HELLO", 2)), ReplyError):
+            raise redis.ConnectionError("Redis refused to go back to RESP2")
+        pipe.resp3 = False
+        return
+    pipe.tracking = True
 
 
 def pipe_settings(client: Any) -> Optional[dict[str, Any]]:
@@ -263,6 +326,8 @@ def pipe_settings(client: Any) -> Optional[dict[str, Any]]:
         return None
     return {
         "cluster": cluster,
+        # On one Redis, track the global record (on Cluster a push is not ordered with the check).
+        "track": not cluster,
         "host": None if cluster else kwargs.get("host", "localhost"),
         "port": None if cluster else int(kwargs.get("port", 6379)),
         "path": kwargs.get("path") if unix else None,
@@ -272,103 +337,3 @@ def pipe_settings(client: Any) -> Optional[dict[str, Any]]:
         "socket_timeout": kwargs.get("socket_timeout"),
         "socket_connect_timeout": kwargs.get("socket_connect_timeout"),
     }
-
-
-class PipeSlot:
-    """The check connection of one event loop: opened on first use, reopened after it breaks.
-
-    While a connection cannot be opened (Redis down, a refused ``AUTH``), ``get`` answers ``None``
-    for ``RETRY_AFTER`` seconds and the checks go through redis-py, which reports the outage.
-    """
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        """A slot for connections made with ``settings`` (from ``pipe_settings``)."""
-        self.settings = settings
-        self.pipe: Optional[Pipe] = None
-        self.opening: Optional[asyncio.Task[Pipe]] = None
-        self.retry_at = 0.0
-        self.closed = False
-
-    async def get(self) -> Optional[Pipe]:
-        """A working connection, or ``None`` when there is none to be had now."""
-        pipe = self.pipe
-        if pipe is not None and pipe.broken is None:
-            return pipe
-        if self.closed:
-            return None
-        loop = asyncio.get_running_loop()
-        opening = self.opening
-        if opening is None:
-            if loop.time() < self.retry_at:
-                return None
-            opening = self.opening = loop.create_task(open_pipe(self.settings))
-        try:
-            # Shielded: the callers that share one opening may be cancelled one by one.
-            pipe = await asyncio.shield(opening)
-        except (redis.RedisError, OSError):
-            if self.opening is opening:
-                self.opening = None
-                self.retry_at = loop.time() + RETRY_AFTER
-            return None
-        if self.opening is opening:
-            self.opening = None
-            if self.closed:
-                pipe.close()
-                return None
-            self.pipe = pipe
-        return pipe if pipe is self.pipe else None
-
-    def close(self) -> None:
-        """Close the connection (nothing is awaited) and open no other."""
-        self.closed = True
-        if self.pipe is not None:
-            self.pipe.close()
-
-
-class Pipes:
-    """The check connections of one event loop: the server's, or one per Cluster node the checks read."""
-
-    def __init__(self, settings: dict[str, Any]) -> None:
-        """Connections made with ``settings`` (from ``pipe_settings``)."""
-        self.settings = settings
-        #: The single server's connection (``None`` on Cluster).
-        self.main = None if settings["cluster"] else PipeSlot(settings)
-        self.nodes: dict[tuple[str, int], PipeSlot] = {}
-
-    def node(self, host: str, port: int, known: Callable[[], Iterable[Any]]) -> PipeSlot:
-        """The connection to one Cluster node (made on first use).
-
-        ``known`` gives the nodes the Cluster has now (redis-py's ``get_nodes``: each with a
-        ``host`` and a ``port``). It is asked only when a new address shows up, which means the
-        Cluster changed shape: the connections to nodes it no longer has are closed then, rather
-        than held open until the store closes. (A check still waiting on one gets its answer from
-        redis-py.)
-        """
-        found = self.nodes.get((host, port))
-        if found is None:
-            current = {(node.host, int(node.port)) for node in known()}
-            for address in [address for address in self.nodes if address not in current]:
-                self.nodes.pop(address).close()
-            found = self.nodes[(host, port)] = PipeSlot({**self.settings, "host": host, "port": port})
-        return found
-
-    def close(self) -> None:
-        """Close every connection (nothing is awaited)."""
-        if self.main is not None:
-            self.main.close()
-        for slot in self.nodes.values():
-            slot.close()
-
-
-#: The reads a Cluster check sends, by redis-py method name.
-CLUSTER_READS = {"get": b"GET", "hmget": b"HMGET"}
-
-
-async def cluster_read(slot: PipeSlot, name: str, args: Sequence[Any]) -> Any:
-    """``GET key`` or ``HMGET key [fields]`` through a node's check connection, or ``NOT_ANSWERED`` (see ``ask``).
-
-    On a ``MOVED`` or ``ASK`` reply, redis-py, sent the same read, follows the redirection and
-    updates its slot map.
-    """
-    parts = [args[0], *args[1]] if name == "hmget" else list(args)
-    return await ask(slot, pack(CLUSTER_READS[name], *parts))

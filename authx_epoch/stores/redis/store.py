@@ -39,13 +39,36 @@ from authx_epoch.stores.redis.clients import (
     timeout_setting,
 )
 from authx_epoch.stores.redis.flows import RedisFlows
-from authx_epoch.stores.redis.keys import DEFAULT_PREFIX
+from authx_epoch.stores.redis.keys import DEFAULT_PREFIX, RECORD_FIELD
 from authx_epoch.stores.redis.keyspace import KeySpace
-from authx_epoch.stores.redis.pipe import CLUSTER_READS, NOT_ANSWERED, check_script, cluster_read
+from authx_epoch.stores.redis.pipe import pack
 from authx_epoch.stores.redis.requests import Command, Eval, ScanBatch, Together, evalsha, evalsha_async
+from authx_epoch.stores.redis.scripts import CHECK, Call
+from authx_epoch.stores.redis.slots import (
+    CLUSTER_READS,
+    NOT_ANSWERED,
+    PipeSlot,
+    check_script,
+    cluster_read,
+    read_beside,
+)
 from authx_epoch.stores.url import StoreURL
 
 _BATCH = 500
+
+
+async def _tracked_check(slot: PipeSlot, call: Call) -> Any:
+    """The answer of the check script for ``call`` (user and global keys, no session), from one ``HMGET``.
+
+    The global record comes from the check connection's tracked copy (``slots.read_beside``);
+    ``NOT_ANSWERED`` when the connection does not track, and the script answers instead.
+    """
+    user_key, global_key = call.keys
+    found = await read_beside(slot, pack(b"HMGET", user_key, RECORD_FIELD, call.args[0]), global_key)
+    if found is NOT_ANSWERED:
+        return NOT_ANSWERED
+    (record, entry), global_record = found
+    return [record, entry, global_record, None]
 
 
 class RedisStore(RedisFlows):
@@ -282,7 +305,12 @@ class RedisStore(RedisFlows):
         if kind is Eval:
             main = clients.pipes.main if clients.pipes is not None else None
             if request.read_only and main is not None and clients.read_only_scripts:
-                # The check: through this loop's pipelined connection when it can answer.
+                # The check: through this loop's pipelined connection when it can answer; with
+                # the global record tracked there, as one HMGET of the user's hash.
+                if request.call.script is CHECK and len(request.call.keys) == 2:
+                    reply = await _tracked_check(main, request.call)
+                    if reply is not NOT_ANSWERED:
+                        return reply
                 reply = await check_script(main, request.call)
                 if reply is not NOT_ANSWERED:
                     return reply
