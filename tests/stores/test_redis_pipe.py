@@ -319,6 +319,34 @@ async def test_each_namespace_tracks_its_own_global_record(private_redis: RedisS
         assert _global_epoch(await other.aio.fetch("alice", None, None, NOW)) == _global_epoch(first)
 
 
+async def test_a_swapped_database_is_seen_within_the_tracked_copy_s_life(
+    private_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SWAPDB sends no invalidation (Redis 7.0): the copy's bounded life is what catches it. With
+    # a life of zero, every check tracks the key anew, so the first check after the swap sees it.
+    from authx_epoch.stores.redis import pipe as pipe_module
+
+    monkeypatch.setattr(pipe_module, "TRACKED_FOR", 0.0)
+    admin = private_redis.client()
+    prefix = unique_prefix()
+    swapped_in = RedisStore.from_url(private_redis.url.removesuffix("/0") + "/1", prefix=prefix)
+    try:
+        async with _alice(private_redis.url, prefix=prefix) as store:
+            swapped_in.sync.setup(NOW)
+            bumped = swapped_in.sync.bump_global(NOW, "in the other database")
+            # (The bump in db 1 invalidated the copy: Redis tracks key names, whatever the
+            # database. Two checks, so that a copy of db 0's record is held when the swap comes.)
+            for _ in range(2):
+                before = await store.aio.fetch("alice", None, None, NOW)
+            assert _global_epoch(before) != str(bumped.epoch)
+            assert not _pipe(store).tracked[store._keys.global_key].stale
+            admin.swapdb(0, 1)
+            assert _global_epoch(await store.aio.fetch("alice", None, None, NOW)) == str(bumped.epoch)
+    finally:
+        swapped_in.close()
+        admin.close()
+
+
 @pytest.mark.parametrize(
     "refusal",
     [("--rename-command", "HELLO", ""), ("--rename-command", "CLIENT", "")],

@@ -52,16 +52,22 @@ def pack(*parts: Union[bytes, str, int]) -> bytes:
     return b"".join(chunks)
 
 
+#: Seconds a tracked copy serves before it is read again. Tracking sees every write, a flush and
+#: an eviction, but not an operator's ``SWAPDB`` (no invalidation in Redis 7.0): this bounds that.
+TRACKED_FOR = 1.0
+
+
 class Tracked:
     """A key read with tracking on: its value until Redis pushes that it changed (then ``stale``)."""
 
-    __slots__ = ("caching", "loaded", "stale")
+    __slots__ = ("caching", "loaded", "stale", "until")
 
-    def __init__(self, caching: asyncio.Future[Any], loaded: asyncio.Future[Any]) -> None:
-        """The replies to ``CLIENT CACHING yes`` and to the ``GET`` right after it."""
+    def __init__(self, caching: asyncio.Future[Any], loaded: asyncio.Future[Any], until: float) -> None:
+        """The replies to ``CLIENT CACHING yes`` and to the ``GET`` right after it; serves until ``until`` (loop time)."""
         self.caching = caching
         self.loaded = loaded
         self.stale = False
+        self.until = until
 
     def read(self) -> tuple[bool, Any]:
         """``(True, the value read)``, or ``(False, None)`` if the read or its tracking failed.
@@ -183,7 +189,7 @@ class Pipe(asyncio.Protocol):
         loaded = self.call(pack(b"GET", key))
         for future in (caching, loaded):
             future.add_done_callback(_retrieved)
-        entry = self.tracked[key] = Tracked(caching, loaded)
+        entry = self.tracked[key] = Tracked(caching, loaded, self.loop.time() + TRACKED_FOR)
         return entry
 
     def untrack(self, key: bytes, entry: Tracked) -> None:

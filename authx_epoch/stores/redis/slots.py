@@ -64,8 +64,8 @@ async def check_script(slot: PipeSlot, call: Call) -> Any:
 async def read_beside(slot: PipeSlot, packed: bytes, key: bytes) -> Any:
     """Send the read ``packed``; return ``(its reply, the value of key when Redis answered it)``, or ``NOT_ANSWERED``.
 
-    The value of ``key`` is the connection's tracked copy: read once with tracking on, and
-    dropped by Redis' invalidation push when the key changes. The copy in hand when the reply
+    The value of ``key`` is the connection's tracked copy: read with tracking on, dropped by
+    Redis' invalidation push when the key changes, and read again after ``pipe.TRACKED_FOR``. The copy in hand when the reply
     arrives is current as of the reply: a change made before Redis ran ``packed`` pushed its
     invalidation ahead of the reply on this connection. An invalidation seen by the time the
     reply is handled (it may have come just after it) costs one ``GET`` more, never a stale
@@ -80,7 +80,7 @@ async def read_beside(slot: PipeSlot, packed: bytes, key: bytes) -> Any:
         return NOT_ANSWERED
     try:
         entry = pipe.tracked.get(key)
-        if entry is None:
+        if entry is None or pipe.loop.time() >= entry.until:
             entry = pipe.track(key)
         reply = await pipe.call(packed)
         ok, value = entry.read()
