@@ -63,7 +63,7 @@ class Tracked:
     __slots__ = ("caching", "loaded", "stale", "until")
 
     def __init__(self, caching: asyncio.Future[Any], loaded: asyncio.Future[Any], until: float) -> None:
-        """The replies to ``CLIENT CACHING yes`` and to the ``GET`` right after it; serves until ``until`` (loop time)."""
+        """The replies to ``CLIENT CACHING yes`` and to the ``GET`` after it; serves until ``until`` (loop time)."""
         self.caching = caching
         self.loaded = loaded
         self.stale = False

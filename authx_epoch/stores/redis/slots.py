@@ -65,11 +65,12 @@ async def read_beside(slot: PipeSlot, packed: bytes, key: bytes) -> Any:
     """Send the read ``packed``; return ``(its reply, the value of key when Redis answered it)``, or ``NOT_ANSWERED``.
 
     The value of ``key`` is the connection's tracked copy: read with tracking on, dropped by
-    Redis' invalidation push when the key changes, and read again after ``pipe.TRACKED_FOR``. The copy in hand when the reply
-    arrives is current as of the reply: a change made before Redis ran ``packed`` pushed its
-    invalidation ahead of the reply on this connection. An invalidation seen by the time the
-    reply is handled (it may have come just after it) costs one ``GET`` more, never a stale
-    answer. ``NOT_ANSWERED`` as ``ask`` gives it, and when the connection does not track.
+    Redis' invalidation push when the key changes, and read again after ``pipe.TRACKED_FOR``.
+    The copy in hand when the reply arrives is current as of the reply: a change made before
+    Redis ran ``packed`` pushed its invalidation ahead of the reply on this connection. An
+    invalidation seen by the time the reply is handled (it may have come just after it) costs
+    one ``GET`` more, never a stale answer. ``NOT_ANSWERED`` as ``ask`` gives it, and when the
+    connection does not track.
     """
     pipe = slot.pipe
     if pipe is None or pipe.broken is not None:
