@@ -60,7 +60,7 @@ TRACKED_FOR = 1.0
 class Tracked:
     """A key read with tracking on: its value until Redis pushes that it changed (then ``stale``)."""
 
-    __slots__ = ("caching", "loaded", "stale", "until")
+    __slots__ = ("caching", "checked", "loaded", "stale", "until")
 
     def __init__(self, caching: asyncio.Future[Any], loaded: asyncio.Future[Any], until: float) -> None:
         """The replies to ``CLIENT CACHING yes`` and to the ``GET`` after it; serves until ``until`` (loop time)."""
@@ -68,6 +68,7 @@ class Tracked:
         self.loaded = loaded
         self.stale = False
         self.until = until
+        self.checked = False
 
     def read(self) -> tuple[bool, Any]:
         """``(True, the value read)``, or ``(False, None)`` if the read or its tracking failed.
@@ -75,11 +76,14 @@ class Tracked:
         Only called once a reply sent after the read has arrived, so both futures are done.
         They are never awaited: a caller cancelled while awaiting would cancel them for all.
         """
+        if self.checked:
+            return True, self.loaded.result()
         for future in (self.caching, self.loaded):
             if not future.done() or future.cancelled() or future.exception() is not None:
                 return False, None
             if isinstance(future.result(), ReplyError):
                 return False, None
+        self.checked = True
         return True, self.loaded.result()
 
 

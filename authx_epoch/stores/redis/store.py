@@ -41,7 +41,6 @@ from authx_epoch.stores.redis.clients import (
 from authx_epoch.stores.redis.flows import RedisFlows
 from authx_epoch.stores.redis.keys import DEFAULT_PREFIX, RECORD_FIELD
 from authx_epoch.stores.redis.keyspace import KeySpace
-from authx_epoch.stores.redis.pipe import pack
 from authx_epoch.stores.redis.requests import Command, Eval, ScanBatch, Together, evalsha, evalsha_async
 from authx_epoch.stores.redis.scripts import CHECK, Call
 from authx_epoch.stores.redis.slots import (
@@ -57,6 +56,11 @@ from authx_epoch.stores.url import StoreURL
 _BATCH = 500
 
 
+#: ``pack(b"HMGET", key, RECORD_FIELD, field)`` with its two variable parts left to fill: a
+#: single format on every check instead of a loop over the parts.
+_HMGET_RECORD = b"*4\r\n$5\r\nHMGET\r\n$%d\r\n%s\r\n$1\r\n" + RECORD_FIELD + b"\r\n$%d\r\n%s\r\n"
+
+
 async def _tracked_check(slot: PipeSlot, call: Call) -> Any:
     """The answer of the check script for ``call`` (user and global keys, no session), from one ``HMGET``.
 
@@ -64,7 +68,9 @@ async def _tracked_check(slot: PipeSlot, call: Call) -> Any:
     ``NOT_ANSWERED`` when the connection does not track, and the script answers instead.
     """
     user_key, global_key = call.keys
-    found = await read_beside(slot, pack(b"HMGET", user_key, RECORD_FIELD, call.args[0]), global_key)
+    field = call.args[0]
+    packed = _HMGET_RECORD % (len(user_key), user_key, len(field), field)
+    found = await read_beside(slot, packed, global_key)
     if found is NOT_ANSWERED:
         return NOT_ANSWERED
     (record, entry), global_record = found
