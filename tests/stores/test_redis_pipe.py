@@ -284,6 +284,29 @@ async def test_a_bump_between_the_check_and_its_answer_is_read_again_not_missed(
         admin.close()
 
 
+async def test_a_copy_replaced_while_a_check_waits_on_it_is_not_trusted_by_that_check(
+    private_redis: RedisServer,
+) -> None:
+    # The race: a bump's invalidation is already in the socket, unread; check A sends its HMGET
+    # trusting copy E0; E0's life ends and check B tracks the key anew (E1); then the push is
+    # read, and it names the key, whose entry is now E1. A must not answer from E0.
+    async with _alice(private_redis.url) as store:
+        pipe = _pipe(store)
+        key = store._keys.global_key
+        bumped = store.sync.bump_global(NOW, "its push not read yet")
+
+        async def end_the_copy_s_life() -> None:
+            pipe.tracked[key].until = 0.0  # as if TRACKED_FOR had passed between the two checks
+
+        # Tasks run in the order made, all in one turn of the loop, before it reads the socket.
+        first = asyncio.ensure_future(store.aio.fetch("alice", None, None, NOW))
+        ended = asyncio.ensure_future(end_the_copy_s_life())
+        second = asyncio.ensure_future(store.aio.fetch("alice", None, None, NOW))
+        states = await asyncio.gather(first, second)
+        await ended
+        assert [_global_epoch(state) for state in states] == [str(bumped.epoch)] * 2
+
+
 async def test_a_flush_or_a_lost_connection_drops_the_tracked_copy(private_redis: RedisServer) -> None:
     admin = private_redis.client()
     try:

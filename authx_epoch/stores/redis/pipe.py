@@ -189,6 +189,11 @@ class Pipe(asyncio.Protocol):
         Calls are written in the order they are made and nothing runs between these two, so the
         ``GET`` is the command ``CLIENT CACHING yes`` applies to.
         """
+        replaced = self.tracked.get(key)
+        if replaced is not None:
+            # A check in flight may hold it, and a push naming the key would now find only the
+            # new copy: the old one is no longer trusted (its holders read the key again).
+            replaced.stale = True
         caching = self.call(_CACHING)
         loaded = self.call(pack(b"GET", key))
         for future in (caching, loaded):
