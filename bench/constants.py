@@ -4,8 +4,10 @@
 
 - ``redis``: growth of ``used_memory`` per user record (short ids, then UUIDs), per revoked jti and per session, each
   written through the real Redis store into a throwaway ``redis-server``, with ``MEMORY USAGE``
-  of one key of each kind; the server's µs per check script and per bump (``INFO
-  commandstats``); the server's CPU per unpipelined command (a ``GET`` sent one at a time).
+  of one key of each kind; the server's µs per check script (the blocking side's check, and a
+  check with a session), per ``HMGET`` of the asyncio check without a session (the global
+  record tracked by its connection) and per bump (``INFO commandstats``); the server's CPU per
+  unpipelined command (a ``GET`` sent one at a time).
 - ``sqlite``: ``dbstat`` bytes per entry of each table and index of a real store file.
 - ``postgresql`` (when ``psql`` reaches ``127.0.0.1:5432``): ``pg_relation_size`` per row of
   tables and indexes shaped like the SQLite schema, in a scratch schema that is dropped after.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -51,6 +54,18 @@ def _fill(store: Any, entries: int, what: str, now: float) -> None:
             sync.issue(_uid(i), now, now + 30 * _DAY, session_id=f"sess-{i:032x}")
 
 
+async def _tracked_checks(store: Any, client: redis.Redis, entries: int, now: float) -> float:
+    """Server µs per ``HMGET`` of the asyncio check of tokens without a session (global record tracked)."""
+    await store.aio.fetch(_uid(0), None, None, now)  # the check connection, tracking the global record
+    client.config_resetstat()
+    for i in range(entries):
+        await store.aio.fetch(_uid(i), f"{i:032x}", None, now)
+    stats = client.info("commandstats")
+    await store.aio.close()
+    assert "cmdstat_evalsha_ro" not in stats, "the asyncio check ran the script: is tracking off?"
+    return float(stats["cmdstat_hmget"]["usec_per_call"])
+
+
 def _server_cpu(client: redis.Redis) -> float:
     info = client.info("cpu")
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
@@ -82,6 +97,7 @@ def redis_constants(entries: int) -> dict[str, Any]:
         stats = client.info("commandstats")
         found["check_script_usec"] = stats["cmdstat_evalsha_ro"]["usec_per_call"]
         found["bump_script_usec"] = stats["cmdstat_evalsha"]["usec_per_call"]
+        found["tracked_check_hmget_usec"] = asyncio.run(_tracked_checks(store, client, entries, now))
         client.set(b"projection", b"x")
         calls = entries * 5
         before_cpu = _server_cpu(client)
