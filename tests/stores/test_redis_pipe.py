@@ -396,6 +396,34 @@ async def test_a_server_that_cannot_track_gets_the_check_script(tmp_path: Path, 
         server.stop()
 
 
+@pytest.mark.parametrize(
+    ("keys", "tracks"),
+    [("~app:*", True), ("%RW~app:[^t]* %R~app:tracking-probe", False)],
+    ids=["the store's keys", "the probe key read-only"],
+)
+async def test_tracking_is_trusted_only_once_seen_to_push(private_redis: RedisServer, keys: str, tracks: bool) -> None:
+    # The connection writes a key of the store's own (under its prefix, which an ACL limiting the
+    # store to its keys allows) and must see the invalidation come back. When it cannot (here an
+    # ACL makes the probe read-only; a proxy that accepts CLIENT TRACKING and never pushes looks
+    # the same), the check keeps the script, which reads the global record itself.
+    admin = private_redis.client()
+    admin.execute_command("ACL", "SETUSER", "app", "on", ">pw", "+@all", "resetkeys", *keys.split())
+    try:
+        url = f"redis://app:pw@127.0.0.1:{private_redis.port}/0"
+        async with _alice(url, prefix="app") as store:
+            pipe = _pipe(store)
+            assert pipe.tracking is tracks
+            assert pipe.resp3 is tracks
+            (hmgets, scripts) = _calls(admin, "hmget", "evalsha_ro")
+            bumped = store.sync.bump_global(NOW, "seen either way")
+            assert _global_epoch(await store.aio.fetch("alice", None, None, NOW)) == str(bumped.epoch)
+            assert _calls(admin, "evalsha_ro") == (scripts + (0 if tracks else 1),)
+            assert _calls(admin, "hmget")[0] > hmgets
+            assert admin.exists("app:tracking-probe") == 0  # nothing left behind
+    finally:
+        admin.close()
+
+
 async def test_script_replies_over_resp3_read_as_over_resp2(private_redis: RedisServer) -> None:
     # A session check still runs the script, on a RESP3 connection: Lua's false must read as absent.
     async with _alice(private_redis.url) as store:

@@ -178,9 +178,10 @@ async def _initialize(client: AnyAsyncRedis) -> None:
 class AsyncClients:
     """The asyncio clients of one ``RedisStore`` (one per event loop, or the one given); shared by its views."""
 
-    def __init__(self, factory: Callable[[], AnyAsyncRedis], fixed: Optional[AnyAsyncRedis]) -> None:
+    def __init__(self, factory: Callable[[], AnyAsyncRedis], fixed: Optional[AnyAsyncRedis], probe_key: bytes) -> None:
         self.factory = factory
         self.fixed = fixed
+        self.probe_key = probe_key
         # A client per event loop for the clients this store builds (tests, asyncio.run() per job).
         self.clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[AnyAsyncRedis, Any, asyncio.Task[None], Optional[Pipes]]
@@ -203,6 +204,8 @@ class AsyncClients:
         if found is None:
             client = self.factory()
             settings = pipe_settings(client)
+            if settings is not None:
+                settings["probe_key"] = self.probe_key
             pipes = Pipes(settings) if settings is not None else None
             keeper = _keeper(client, pipes)
             await keeper.__anext__()  # never suspends: no other caller can slip in before the entry exists

@@ -81,6 +81,9 @@ class KeySpace:
         self.keys_prefix = namespaced_prefix(prefix, self.namespace)
         self._p = id_bytes(self.keys_prefix) + b":"
         self.global_key = self._p + b"g"
+        #: Written for an instant by each check connection, to see tracking work (``pipe``): under
+        #: the prefix, where an ACL limiting the store's keys allows it, and of no entry's kind.
+        self.probe_key = id_bytes(self.prefix) + b":tracking-probe"
         self.pattern = glob_escape(self._p) + b"*"
 
     def with_namespace(self, namespace: str) -> KeySpace:

@@ -60,13 +60,15 @@ TRACKED_FOR = 1.0
 class Tracked:
     """A key read with tracking on: its value until Redis pushes that it changed (then ``stale``)."""
 
-    __slots__ = ("caching", "checked", "loaded", "stale", "until")
+    __slots__ = ("caching", "checked", "invalidated", "loaded", "stale", "until")
 
     def __init__(self, caching: asyncio.Future[Any], loaded: asyncio.Future[Any], until: float) -> None:
         """The replies to ``CLIENT CACHING yes`` and to the ``GET`` after it; serves until ``until`` (loop time)."""
         self.caching = caching
         self.loaded = loaded
         self.stale = False
+        #: Whether Redis itself said the key changed (``stale`` has other causes too).
+        self.invalidated = False
         self.until = until
         self.checked = False
 
@@ -152,7 +154,7 @@ class Pipe(asyncio.Protocol):
         for key in keys:
             entry = self.tracked.pop(key, None)
             if entry is not None:
-                entry.stale = True
+                entry.stale = entry.invalidated = True
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         """Fail every waiting call."""
@@ -286,7 +288,7 @@ async def open_pipe(settings: dict[str, Any]) -> Pipe:
             if isinstance(reply, ReplyError):
                 raise redis.ConnectionError(f"Redis refused {name}: {reply}")
         if settings.get("track") and _PUSH is not None:
-            await _start_tracking(pipe)
+            await _start_tracking(pipe, settings.get("probe_key") or b"authx-epoch:tracking-probe")
     except BaseException:
         pipe.close()
         raise
@@ -296,18 +298,34 @@ async def open_pipe(settings: dict[str, Any]) -> Pipe:
 _CACHING = pack(b"CLIENT", b"CACHING", b"yes")
 
 
-async def _start_tracking(pipe: Pipe) -> None:
-    """Switch to RESP3 and turn on tracking of the keys read with ``track``; stay on RESP2 where refused."""
+async def _start_tracking(pipe: Pipe, probe_key: bytes) -> None:
+    """Switch to RESP3 and turn on tracking of the keys read with ``track``; stay on RESP2 where refused.
+
+    Tracking is trusted only once seen to work: the connection tracks ``probe_key`` (the store's
+    ``KeySpace.probe_key``), writes it itself, and must get the invalidation before the reply to
+    a ``PING`` sent after the write. A server or proxy that accepts ``CLIENT TRACKING`` without
+    pushing (or an ACL that denies the write) leaves the check on the script, which reads the
+    global record every time.
+    """
     if isinstance(await pipe.call(pack(b"HELLO", 3)), ReplyError):
         return  # before Redis 6: no RESP3, no tracking
     pipe.resp3 = True
-    if isinstance(await pipe.call(pack(b"CLIENT", b"TRACKING", b"ON", b"OPTIN")), ReplyError):
-        # CLIENT denied by an ACL, say: back to RESP2, and the check reads the global record itself.
-        if isinstance(await pipe.call(pack(b"HELLO", 2)), ReplyError):
-            raise redis.ConnectionError("Redis refused to go back to RESP2")
-        pipe.resp3 = False
-        return
-    pipe.tracking = True
+    if not isinstance(await pipe.call(pack(b"CLIENT", b"TRACKING", b"ON", b"OPTIN")), ReplyError):
+        probe = pipe.track(probe_key)
+        # A change to see pushed, nothing left behind, and a reply to wait for.
+        writes = [(b"SET", probe_key, b"1", b"PX", b"1000"), (b"DEL", probe_key), (b"PING",)]
+        replies = [pipe.call(pack(*command)) for command in writes]
+        for reply in replies:
+            await reply
+        pipe.untrack(probe_key, probe)
+        if probe.read()[0] and probe.invalidated:
+            pipe.tracking = True
+            return
+        await pipe.call(pack(b"CLIENT", b"TRACKING", b"OFF"))
+    # Back to RESP2, and the check reads the global record itself.
+    if isinstance(await pipe.call(pack(b"HELLO", 2)), ReplyError):
+        raise redis.ConnectionError("Redis refused to go back to RESP2")
+    pipe.resp3 = False
 
 
 def pipe_settings(client: Any) -> Optional[dict[str, Any]]:

@@ -174,7 +174,7 @@ class RedisStore(RedisFlows):
         self.kind = kind
         self._location = location
         self._sync_client = SyncClient(sync_factory, sync_owned)
-        self._async_clients = AsyncClients(async_factory, async_fixed)
+        self._async_clients = AsyncClients(async_factory, async_fixed, keys.probe_key)
         self._bind(keys, owner=True)
 
     def _bind(self, keys: KeySpace, *, owner: bool) -> None:
