@@ -262,7 +262,11 @@ class Pipe(asyncio.Protocol):
 
 
 async def open_pipe(settings: dict[str, Any]) -> Pipe:
-    """Connect, authenticate and select the database; ``settings`` as ``pipe_settings`` returns them."""
+    """Connect, authenticate and select the database; then, where ``settings["track"]``, start tracking.
+
+    ``settings`` as ``pipe_settings`` returns them, with the store's ``probe_key`` added (by
+    ``AsyncClients``) for the tracking probe.
+    """
     loop = asyncio.get_running_loop()
     timeout = settings.get("socket_timeout")
     if settings.get("path"):
@@ -288,7 +292,7 @@ async def open_pipe(settings: dict[str, Any]) -> Pipe:
             if isinstance(reply, ReplyError):
                 raise redis.ConnectionError(f"Redis refused {name}: {reply}")
         if settings.get("track") and _PUSH is not None:
-            await _start_tracking(pipe, settings.get("probe_key") or b"authx-epoch:tracking-probe")
+            await _start_tracking(pipe, settings["probe_key"])
     except BaseException:
         pipe.close()
         raise
