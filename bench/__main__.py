@@ -42,7 +42,7 @@ def _version(command: list[str]) -> Optional[str]:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    packages = {}
+    packages: dict[str, Optional[str]] = {}
     for name in ("authx-epoch", "authx", "fastapi", "starlette", "pyjwt", "redis", "hiredis", "uvicorn", "httpx"):
         try:
             packages[name] = metadata.version(name)

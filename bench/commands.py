@@ -48,7 +48,7 @@ class _Monitor(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
-        with self.client.monitor() as monitor:
+        with self.client.monitor() as monitor:  # type: ignore[no-untyped-call]
             self.ready.set()
             while True:
                 command = monitor.next_command()

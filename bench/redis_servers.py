@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -54,6 +55,14 @@ class RedisServer:
     def client(self) -> redis.Redis:
         """A blocking client of this server."""
         return redis.Redis(port=self.port)
+
+    def command(self, *args: object) -> Any:
+        """Run one command on this server and return Redis' reply."""
+        client = self.client()
+        try:
+            return client.execute_command(*args)  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
 
     def stop(self) -> None:
         """Stop the server and forget its files."""
@@ -120,13 +129,13 @@ def start_cluster(masters: int = 3) -> RedisCluster:
         for index, node in enumerate(cluster.nodes):
             first = index * share
             last = slots - 1 if index == masters - 1 else first + share - 1
-            node.client().execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            node.command("CLUSTER", "ADDSLOTSRANGE", first, last)
         head = cluster.nodes[0]
         for node in cluster.nodes[1:]:
-            node.client().execute_command("CLUSTER", "MEET", "127.0.0.1", head.port)
+            node.command("CLUSTER", "MEET", "127.0.0.1", head.port)
         deadline = time.monotonic() + 20
         while True:
-            states = [node.client().execute_command("CLUSTER", "INFO") for node in cluster.nodes]
+            states = [node.command("CLUSTER", "INFO") for node in cluster.nodes]
             if all(b"cluster_state:ok" in state for state in states):
                 return cluster
             if time.monotonic() > deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -157,7 +158,7 @@ def plot(results: dict[str, Any], path: Path) -> Optional[str]:
     left.invert_yaxis()
     left.legend(loc="lower right", fontsize=8)
 
-    series = [
+    series: list[tuple[str, Callable[[str], Optional[dict[str, Any]]]]] = [
         ("ASGI sequential", lambda n: results.get("asgi", {}).get(n, {}).get("sequential_ratio")),
         ("ASGI 32 concurrent", lambda n: results.get("asgi", {}).get(n, {}).get("concurrent_ratio")),
         ("uvicorn + load generator", lambda n: results.get("server", {}).get("variants", {}).get(n, {}).get("ratio")),
